@@ -1,0 +1,291 @@
+"""Exact k-nearest neighbours in JAX: chunked, sharded over devices, deterministic ties (kexue 9147).
+
+API (the kNN graph builders of 9368 use this module):
+
+``knn(x, k, metric="sqeuclidean", exclude_self=True, chunk_size=1024, mesh=None) -> (dists, idx)``
+    The ``k`` nearest points of ``x`` ([N, D]) to every point of ``x``. ``dists``/``idx`` are [N, k],
+    sorted by increasing distance; with ``exclude_self`` the point itself is masked out explicitly (its
+    index, not "rank 0", so duplicates and round-off cannot leak it in).
+``knn_query(queries, refs, k, metric=..., chunk_size=..., mesh=None, query_ids=None) -> (dists, idx)``
+    The ``k`` nearest ``refs`` ([M, D]) of every query ([Q, D]). ``query_ids`` (int [Q]) optionally
+    names, for every query, a reference index that must be excluded (e.g. the query itself); -1 = none.
+``k_occurrence(idx, n) -> int32 [n]``
+    N_k(x_i) = #{j : i in kNN_k(x_j)}: scatter-add of the neighbour indices (Radovanovic et al. 2010).
+``hub_values(x, k, include_self=False, ...) -> int32 [N]``
+    N_k of every point of ``x`` against ``x``. ``include_self=True`` is the official hubness-GAN code's
+    rule (the query is its own first neighbour): the count is exactly ``1 + N_{k-1}``.
+
+Metrics: ``"sqeuclidean"`` d(a, b) = ||a - b||^2 and ``"cosine"`` d(a, b) = 1 - <a, b>/(|a||b|)
+(``"euclidean"`` returns sqrt of the former; the neighbour order is the same).
+
+Algorithm. Queries are split into chunks of ``chunk_size`` rows; for each chunk the [chunk, M] matrix
+of distances is formed by the expansion ||q||^2 + ||r||^2 - 2 q.r (clamped at 0), the excluded indices
+are set to +inf, and ``lax.top_k`` on the negated distances keeps ``k + refine_margin`` candidates.
+The candidates' distances are then recomputed exactly as ||q - r||^2 (no cancellation) and sorted
+lexicographically by (distance, index), so the returned distances are exact in float32 and **ties are
+broken by the lower reference index** (deterministic; unlike scikit-hubness's ``shuffle_equal`` which
+permutes ties randomly). Memory is O(chunk_size * M) per device. The query axis is sharded over the
+``axis_name`` axis of a ``jax.sharding.Mesh`` with ``jax.shard_map`` (refs replicated); by default a 1-D
+mesh over all devices. Everything is computed in float32 (bfloat16/float16 inputs are upcast because
+low-precision distances reorder neighbours); float64 is kept when x64 is enabled.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
+
+METRICS = ("sqeuclidean", "euclidean", "cosine")
+DEFAULT_CHUNK = 1024
+DEFAULT_REFINE_MARGIN = 8
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------------
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _check_points(x, name: str) -> jnp.ndarray:
+  if not hasattr(x, "shape"):
+    x = np.asarray(x)
+  if x.ndim != 2:
+    raise ValueError(f"{name} must be a 2-D array [num_points, dim]; got shape {tuple(x.shape)}. "
+                     "Reshape your data to (N, D).")
+  if x.shape[0] == 0 or x.shape[1] == 0:
+    raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); need at least one point of dim >= 1.")
+  if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
+          or x.dtype == bool):
+    raise TypeError(f"{name} must be a real numeric array; got dtype {x.dtype}.")
+  if _is_concrete(x):
+    xn = np.asarray(x)
+    if np.issubdtype(xn.dtype, np.floating) and not np.all(np.isfinite(xn)):
+      bad = np.argwhere(~np.isfinite(xn))[:3].tolist()
+      raise ValueError(f"{name} contains non-finite values (NaN/inf), e.g. at [row, col] {bad}; "
+                       "kNN distances would be undefined. Remove or impute these points first.")
+  dtype = jnp.float64 if (x.dtype == jnp.float64 and jax.config.jax_enable_x64) else jnp.float32
+  return jnp.asarray(x, dtype)
+
+
+def _check_k(k, n_refs: int, exclude_self: bool):
+  if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+    raise TypeError(f"k must be a Python int; got {type(k).__name__}.")
+  k = int(k)
+  avail = n_refs - 1 if exclude_self else n_refs
+  if k < 1:
+    raise ValueError(f"k must be >= 1; got k={k}.")
+  if k > avail:
+    what = (f"N - 1 = {avail} (N = {n_refs} points, self excluded)" if exclude_self
+            else f"the number of reference points ({n_refs})")
+    raise ValueError(f"k={k} is too large: at most {what} neighbours exist. Use k < N "
+                     "(k >= N is impossible) or provide more points.")
+  return k
+
+
+def _check_metric(metric: str) -> str:
+  if metric not in METRICS:
+    raise ValueError(f"Unknown metric {metric!r}; valid metrics: {METRICS}.")
+  return metric
+
+
+def _normalize_rows(x, name):
+  norms = jnp.linalg.norm(x, axis=-1, keepdims=True)
+  if _is_concrete(norms) and bool(np.any(np.asarray(norms) == 0)):
+    raise ValueError(f"cosine distance is undefined for zero vectors in {name} "
+                     f"(rows {np.flatnonzero(np.asarray(norms)[:, 0] == 0)[:5].tolist()}...); "
+                     "drop them or use metric='sqeuclidean'.")
+  return x / norms
+
+
+# ----------------------------------------------------------------------------------------------
+# dense distance matrices (small problems, tests, metrics)
+# ----------------------------------------------------------------------------------------------
+def pairwise_sqeuclidean(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+  """||a_i - b_j||^2 via the expansion ||a||^2 + ||b||^2 - 2 a.b, clamped at 0. [n, m]."""
+  a_sq = jnp.sum(a * a, axis=-1)
+  b_sq = jnp.sum(b * b, axis=-1)
+  d = a_sq[:, None] + b_sq[None, :] - 2.0 * jnp.matmul(a, b.T, precision=lax.Precision.HIGHEST)
+  return jnp.maximum(d, 0.0)
+
+
+def pairwise_cosine(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+  """1 - cos(a_i, b_j). [n, m]."""
+  an = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+  bn = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+  return 1.0 - jnp.matmul(an, bn.T, precision=lax.Precision.HIGHEST)
+
+
+# ----------------------------------------------------------------------------------------------
+# the chunked, sharded kernel
+# ----------------------------------------------------------------------------------------------
+def _block(q, q_ids, refs, r_sq, *, k, k_cand, cosine):
+  """kNN of one query chunk against all refs. q [c, D], q_ids [c] (-1 = exclude nothing)."""
+  q_sq = jnp.sum(q * q, axis=-1)
+  d = q_sq[:, None] + r_sq[None, :] - 2.0 * jnp.matmul(q, refs.T, precision=lax.Precision.HIGHEST)
+  d = jnp.maximum(d, 0.0)
+  ref_ids = jnp.arange(refs.shape[0], dtype=jnp.int32)
+  d = jnp.where(ref_ids[None, :] == q_ids[:, None], jnp.inf, d)
+  _, cand = lax.top_k(-d, k_cand)                              # lower index first on ties
+  # exact re-evaluation of the candidates' distances (no cancellation), then lexicographic sort
+  diff = q[:, None, :] - refs[cand]                            # [c, k_cand, D]
+  exact = jnp.sum(diff * diff, axis=-1)
+  if cosine:  # rows are unit-normalised: 1 - cos = ||a - b||^2 / 2
+    exact = 0.5 * exact
+  exact = jnp.where(cand == q_ids[:, None], jnp.inf, exact)
+  exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
+  return exact[:, :k], cand[:, :k]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(mesh: Mesh, axis_name: str, chunk: int, k: int, k_cand: int, cosine: bool):
+  def per_device(q, q_ids, refs):
+    r_sq = jnp.sum(refs * refs, axis=-1)
+    n_local, dim = q.shape
+    qc = q.reshape(n_local // chunk, chunk, dim)
+    ic = q_ids.reshape(n_local // chunk, chunk)
+    fn = functools.partial(_block, refs=refs, r_sq=r_sq, k=k, k_cand=k_cand, cosine=cosine)
+    dists, idx = lax.map(lambda a: fn(a[0], a[1]), (qc, ic))
+    return dists.reshape(n_local, k), idx.reshape(n_local, k)
+
+  sharded = jax.shard_map(per_device, mesh=mesh,
+                          in_specs=(P(axis_name), P(axis_name), P()),
+                          out_specs=(P(axis_name), P(axis_name)), check_vma=False)
+  return jax.jit(sharded)
+
+
+@functools.lru_cache(maxsize=8)
+def default_mesh(axis_name: str = "data") -> Mesh:
+  """A 1-D mesh over all devices (the same layout as ``research.train.make_mesh``)."""
+  return Mesh(np.array(jax.devices()), (axis_name,))
+
+
+def knn_query(queries, refs, k: int, metric: str = "sqeuclidean", *,
+              chunk_size: int = DEFAULT_CHUNK, mesh: Optional[Mesh] = None, axis_name: str = "data",
+              query_ids=None, refine_margin: int = DEFAULT_REFINE_MARGIN):
+  """Exact kNN of ``queries`` [Q, D] among ``refs`` [M, D].
+
+  Args:
+    queries, refs: finite real arrays with the same feature dimension.
+    k: number of neighbours, 1 <= k <= M (M - 1 when ``query_ids`` excludes one ref per query).
+    metric: "sqeuclidean" (default), "euclidean" or "cosine".
+    chunk_size: query rows per block; peak memory per device is ~ chunk_size * M floats.
+    mesh: ``jax.sharding.Mesh`` whose ``axis_name`` axis shards the queries (default: all devices).
+    query_ids: optional int [Q]; ``query_ids[i] = j >= 0`` excludes ref ``j`` from query ``i``'s list.
+    refine_margin: extra top-k candidates whose distances are recomputed exactly before the final sort.
+
+  Returns:
+    (dists [Q, k] float32, idx [Q, k] int32), sorted by (distance, index) ascending.
+  """
+  metric = _check_metric(metric)
+  queries = _check_points(queries, "queries")
+  refs = _check_points(refs, "refs")
+  if queries.shape[1] != refs.shape[1]:
+    raise ValueError(f"queries have dim {queries.shape[1]} but refs have dim {refs.shape[1]}; "
+                     "both must live in the same space.")
+  if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
+  n_q, n_r = queries.shape[0], refs.shape[0]
+  exclude = query_ids is not None
+  k = _check_k(k, n_r, exclude)
+  if query_ids is None:
+    query_ids = jnp.full((n_q,), -1, jnp.int32)
+  else:
+    query_ids = jnp.asarray(query_ids, jnp.int32)
+    if query_ids.shape != (n_q,):
+      raise ValueError(f"query_ids must have shape ({n_q},); got {tuple(query_ids.shape)}.")
+  cosine = metric == "cosine"
+  if cosine:
+    queries = _normalize_rows(queries, "queries")
+    refs = _normalize_rows(refs, "refs")
+  mesh = default_mesh(axis_name) if mesh is None else mesh
+  if axis_name not in mesh.axis_names:
+    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard queries "
+                     "over. Pass axis_name=<one of them>.")
+  n_dev = mesh.shape[axis_name]
+  chunk = int(min(chunk_size, max(1, math.ceil(n_q / n_dev))))
+  n_pad = math.ceil(n_q / (n_dev * chunk)) * n_dev * chunk
+  if n_pad != n_q:
+    queries = jnp.concatenate([queries, jnp.zeros((n_pad - n_q, queries.shape[1]), queries.dtype)])
+    query_ids = jnp.concatenate([query_ids, jnp.full((n_pad - n_q,), -1, jnp.int32)])
+  k_cand = int(min(k + max(int(refine_margin), 0) + (1 if exclude else 0), n_r))
+  fn = _compiled(mesh, axis_name, chunk, k, k_cand, cosine)
+  dists, idx = fn(queries, query_ids, refs)
+  dists, idx = dists[:n_q], idx[:n_q]
+  if metric == "euclidean":
+    dists = jnp.sqrt(dists)
+  return dists, idx
+
+
+def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
+        chunk_size: int = DEFAULT_CHUNK, mesh: Optional[Mesh] = None, axis_name: str = "data",
+        refine_margin: int = DEFAULT_REFINE_MARGIN):
+  """Exact kNN of every point of ``x`` [N, D] among the points of ``x``.
+
+  With ``exclude_self`` (default) point i is masked out of its own list by index (k <= N - 1);
+  without it, point i competes like any other point (distance 0, so it is first unless an exact
+  duplicate with a lower index exists). Returns (dists [N, k], idx [N, k] int32); see ``knn_query``.
+  """
+  x = _check_points(x, "x")
+  _check_k(k, x.shape[0], exclude_self)
+  ids = jnp.arange(x.shape[0], dtype=jnp.int32) if exclude_self else None
+  return knn_query(x, x, k, metric, chunk_size=chunk_size, mesh=mesh, axis_name=axis_name,
+                   query_ids=ids, refine_margin=refine_margin)
+
+
+def k_occurrence(idx, n: int) -> jnp.ndarray:
+  """N_k: how often each of the ``n`` reference points occurs in the neighbour lists ``idx`` [Q, k].
+
+  Entries < 0 are ignored (padding). sum(N_k) = Q * k for valid lists.
+  """
+  idx = jnp.asarray(idx)
+  if idx.ndim != 2:
+    raise ValueError(f"idx must be [num_queries, k]; got shape {tuple(idx.shape)}.")
+  flat = idx.reshape(-1)
+  valid = (flat >= 0) & (flat < n)
+  return jnp.zeros((n,), jnp.int32).at[jnp.where(valid, flat, 0)].add(valid.astype(jnp.int32))
+
+
+def hub_values(x, k: int, include_self: bool = False, metric: str = "sqeuclidean", **kw) -> jnp.ndarray:
+  """k-occurrence of every point of ``x`` within ``x``.
+
+  ``include_self=False``: N_k(x_i) = #{j != i : x_i in kNN_k(x_j)} (Su's article code; scikit-hubness).
+  ``include_self=True``: the query counts as its own first neighbour (the official hubness-GAN code,
+  which queries a fitted index with its own points): the count is 1 + N_{k-1}(x_i), computed exactly
+  that way (so self is first even if float round-off or duplicates would reorder it).
+  """
+  x = _check_points(x, "x")
+  n = x.shape[0]
+  if include_self:
+    _check_k(k, n + 1, True)   # k <= n
+    if k == 1:
+      return jnp.ones((n,), jnp.int32)
+    _, idx = knn(x, k - 1, metric, exclude_self=True, **kw)
+    return 1 + k_occurrence(idx, n)
+  _, idx = knn(x, k, metric, exclude_self=True, **kw)
+  return k_occurrence(idx, n)
+
+
+def brute_force_knn_numpy(x, k: int, exclude_self: bool = True, refs=None, metric: str = "sqeuclidean"):
+  """float64 numpy reference (O(N M) memory): stable argsort, ties -> lower index. For tests/benchmarks."""
+  q = np.asarray(x, np.float64)
+  r = q if refs is None else np.asarray(refs, np.float64)
+  if metric == "cosine":
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    r = r / np.linalg.norm(r, axis=1, keepdims=True)
+    d = 1.0 - q @ r.T
+  else:
+    d = ((q[:, None, :] - r[None, :, :]) ** 2).sum(-1)
+  if exclude_self:
+    np.fill_diagonal(d, np.inf)
+  idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+  dd = np.take_along_axis(d, idx, 1)
+  if metric == "euclidean":
+    dd = np.sqrt(dd)
+  return dd, idx
