@@ -1,0 +1,1 @@
+"""Experiment configs: `configs/<name>.py` exposes `get_config(variant)` and `VARIANTS`."""

@@ -1,0 +1,1 @@
+"""Experiment drivers: `experiments/<name>.py` exposes `run(config, workdir) -> Results`."""

@@ -1,0 +1,187 @@
+"""What an experiment driver returns, and how it is written to disk.
+
+A driver builds a :class:`Results`: a flat dict of named scalar metrics, table rows that put the
+published number beside the measured one, plots (PNG paths) and free-form notes. The runner
+(:mod:`experiments.run`) adds the provenance (config, command, machine, devices, wall time) and writes
+``results.json`` and ``results.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import socket
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Row:
+  """One line of a results table: a quantity, its published value and the value measured here."""
+  name: str
+  published: str = "-"
+  measured: str = "-"
+  verdict: str = ""
+  note: str = ""
+
+
+@dataclasses.dataclass
+class Results:
+  """The record an experiment driver returns."""
+  metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+  rows: list[Row] = dataclasses.field(default_factory=list)
+  plots: list[str] = dataclasses.field(default_factory=list)
+  notes: list[str] = dataclasses.field(default_factory=list)
+  title: str = ""
+
+  def add(self, name: str, value: Any) -> float:
+    """Records a scalar metric (converted to a Python float) and returns it."""
+    value = float(np.asarray(value))
+    self.metrics[name] = value
+    return value
+
+  def merge(self, other: "Results", prefix: str = "") -> None:
+    """Appends another record, prefixing its metric names."""
+    for k, v in other.metrics.items():
+      self.metrics[prefix + k] = v
+    self.rows.extend(other.rows)
+    self.plots.extend(other.plots)
+    self.notes.extend(other.notes)
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+  """Short human formatting of a number for tables."""
+  if x is None:
+    return "-"
+  if isinstance(x, str):
+    return x
+  x = float(x)
+  if math.isnan(x):
+    return "nan"
+  if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+    return f"{x:.{max(digits - 2, 1)}e}"
+  return f"{x:.{digits}g}"
+
+
+def machine_info() -> dict[str, Any]:
+  """Describes the machine and the JAX devices a result was measured on."""
+  import jax
+  devices = jax.devices()
+  try:
+    import psutil
+    mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
+  except Exception:  # pragma: no cover - psutil is optional
+    mem_gb = None
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return {
+      "hostname": socket.gethostname(),
+      "platform": platform.platform(),
+      "python": sys.version.split()[0],
+      "cpu": cpu,
+      "cpu_count": os.cpu_count(),
+      "memory_gb": mem_gb,
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      "device_count": len(devices),
+      "devices": sorted({d.device_kind for d in devices}),
+  }
+
+
+def machine_summary(info: dict[str, Any]) -> str:
+  devs = ", ".join(info.get("devices", []))
+  return (f"{info.get('cpu')} ({info.get('cpu_count')} cores, {info.get('memory_gb')} GB), "
+          f"JAX {info.get('jax')} on {info.get('backend')} with {info.get('device_count')} device(s) [{devs}]")
+
+
+def to_markdown(results: Results, *, title: str, command: str, machine: dict[str, Any],
+                wall_time_s: float) -> str:
+  """Renders a results record as Markdown: provenance, the published-vs-measured table, notes, plots."""
+  lines = [f"# {results.title or title}", "",
+           f"- command: `{command}`",
+           f"- machine: {machine_summary(machine)}",
+           f"- wall time: {wall_time_s:.1f} s",
+           f"- date: {time.strftime('%Y-%m-%d %H:%M:%S')}", ""]
+  if results.rows:
+    lines += ["| quantity | published | measured | verdict | note |", "|---|---|---|---|---|"]
+    for r in results.rows:
+      cells = [str(c).replace("|", "\\|").replace("\n", " ")
+               for c in (r.name, r.published, r.measured, r.verdict, r.note)]
+      lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+  for note in results.notes:
+    lines += [note, ""]
+  for p in results.plots:
+    rel = os.path.basename(p)
+    lines += [f"![{rel}]({rel})", ""]
+  return "\n".join(lines)
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, float) and not math.isfinite(x):
+    return str(x)
+  if isinstance(x, (str, int, float, bool)) or x is None:
+    return x
+  return str(x)
+
+
+def write(results: Results, workdir: str, *, config: Any, command: str, wall_time_s: float,
+          title: str) -> dict[str, Any]:
+  """Writes ``results.json`` and ``results.md`` into ``workdir`` and returns the JSON record."""
+  os.makedirs(workdir, exist_ok=True)
+  machine = machine_info()
+  cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  record = {
+      "title": results.title or title,
+      "command": command,
+      "config": _jsonable(cfg),
+      "machine": machine,
+      "wall_time_s": wall_time_s,
+      "metrics": _jsonable(results.metrics),
+      "rows": [dataclasses.asdict(r) for r in results.rows],
+      "plots": [os.path.basename(p) for p in results.plots],
+  }
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(record, f, indent=2, sort_keys=False)
+  md = to_markdown(results, title=title, command=command, machine=machine, wall_time_s=wall_time_s)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(md)
+  return record
+
+
+class MetricLogger:
+  """Appends JSON lines ``{"step": s, "name": value, ...}`` to ``workdir/metrics.jsonl``."""
+
+  def __init__(self, workdir: str | None, filename: str = "metrics.jsonl", prefix: str = ""):
+    self.path = None if workdir is None else os.path.join(workdir, filename)
+    self.prefix = prefix
+    if self.path:
+      os.makedirs(workdir, exist_ok=True)
+
+  def write(self, step: int, **scalars: Any) -> None:
+    if not self.path:
+      return
+    rec = {"step": int(step)}
+    if self.prefix:
+      rec["run"] = self.prefix
+    rec.update({k: _jsonable(float(np.asarray(v))) for k, v in scalars.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(rec) + "\n")
