@@ -1,0 +1,528 @@
+"""Perturb-Max discrete distributions (Su Jianlin, kexue.fm/archives/9085; named in /archives/10145).
+
+For logits mu in R^n and i.i.d. noise eps_1..eps_n with CDF Phi,
+
+    p_i = P[argmax_k(mu_k + eps_k) = i] = E_eps[ prod_{j != i} Phi(mu_i - mu_j + eps) ]          (PM)
+
+Gumbel noise gives softmax exactly; normal noise gives the independent multinomial probit. Everything is
+evaluated in log space,
+
+    log p_i = logsumexp_k [ log w_k + sum_{j != i} log Phi(mu_i - mu_j + eps_k) ],
+
+with a 1-D quadrature (nodes eps_k, weights w_k) over the noise law, so nothing underflows for logits far
+apart. Gradients are exact gradients of the discretised quantity (plain autodiff through the sum).
+
+Public API (all functions act on the last axis of ``logits`` of any batch shape; jit/vmap/grad-safe)
+-------------------------------------------------------------------------------------------------
+``quadrature(noise, rule, num_nodes) -> (nodes, log_weights)``
+    float64 numpy arrays (host, scipy/numpy), cached. ``rule`` is one of
+    ``"grid"`` (the article's rule: nodes Phi^-1(k/(K+1)), weights 1/K -- first order, sums != 1),
+    ``"midpoint"`` (nodes Phi^-1((k-1/2)/K), weights 1/K) or
+    ``"gauss_hermite"`` (probabilists' Gauss-Hermite, normal noise only; the default for normal noise).
+
+``perturb_max_log_probs(logits, noise="normal", rule=None, num_nodes=16, scale=1.0, mask=None,
+                        renormalize=False, closed_form=True, chunk_size=None) -> log p  [..., n]``
+``perturb_max_probs(...)`` -> p = exp(log p).
+    ``noise``: "gumbel" | "normal" | "logistic" | "cauchy" | a :class:`Noise` (see :func:`custom_noise`).
+    ``rule=None`` means "gauss_hermite" for normal noise and "midpoint" for every other noise.
+    ``scale``: noise scale s (float or traced array); p(mu; s*eps) = p(mu / s; eps).
+    ``mask``: optional boolean array broadcastable to logits; False classes get p = 0 (log p = -inf) and
+    drop out of the products. Use it instead of -inf logits (non-finite logits raise).
+    ``renormalize``: divide by sum_i p_i (useful for the biased "grid" rule).
+    ``closed_form``: Gumbel noise returns ``jax.nn.log_softmax(logits / scale)`` directly when True; False
+    forces the quadrature (used to test that it converges to softmax).
+    Cost O(n^2 K) per row; rows of i are processed in blocks of ``chunk_size`` when n is large.
+
+``perturb_max_log_prob_of(logits, labels, noise="normal", rule=None, num_nodes=16, margin=0.0,
+                          scale=1.0, mask=None, closed_form=True) -> log p_y  [...]``
+    log P[argmax(mu + eps) = y] for the label class only, in O(n K) per row:
+        log E_eps[ prod_{j != y} Phi((mu_y - mu_j - margin) / s + eps) ].
+    ``labels``: integer array of shape logits.shape[:-1]. ``margin`` (float or array broadcastable to
+    labels) is subtracted from every difference mu_y - mu_j (the EXACT margin, arXiv:2205.09615).
+
+``perturb_max_probs_mc(key, logits, noise="normal", num_samples=1000, method="expectation", scale=1.0)``
+    Monte Carlo estimate of p with an explicit PRNG key. "expectation": (1/S) sum_s g_i(eps_s) with a
+    scalar eps_s per sample; "argmax": frequency of argmax(mu + eps_s) = i with a full noise vector.
+
+``sample(key, logits, noise="normal", scale=1.0, shape=())`` -> int indices (exact sample of p).
+``relaxed_sample(key, logits, tau, noise="normal", scale=1.0, shape=())`` -> softmax((mu + s*eps)/tau).
+``straight_through_sample(key, logits, tau, ...)`` -> one-hot forward, relaxed-sample gradient backward.
+``sample_noise(key, noise, shape, dtype)`` -> i.i.d. noise draws.
+
+``custom_noise(cdf, quantile, log_cdf=None, sampler=None, name="custom") -> Noise``
+    A user-given noise. ``cdf``/``log_cdf`` must be jax-traceable; ``quantile`` is called on a float64
+    numpy array on the host to build the quadrature nodes (it must also be jax-traceable if it is used to
+    sample, unless ``sampler(key, shape, dtype)`` is given).
+``get_noise(noise) -> Noise``; ``log_cdf(noise, x)``; ``validate_logits(logits)``.
+``NOISES``, ``RULES``: the valid names. ``GUMBEL_STD = pi/sqrt(6)``: std of Gumbel(0,1), the scale at which
+normal noise matches softmax's noise level.
+
+Bad input: non-floating logits -> TypeError; non-finite concrete logits, num_nodes < 1, unknown noise or
+rule, Gauss-Hermite with a non-normal noise, labels of the wrong shape/dtype/range -> ValueError/TypeError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy import special as jsp_special
+from scipy import special as sp_special
+
+NOISES = ("gumbel", "normal", "logistic", "cauchy")
+RULES = ("grid", "midpoint", "gauss_hermite")
+GUMBEL_STD = math.pi / math.sqrt(6.0)
+
+# Below this many elements per block the (…, n, n, K) tensor is built in one go.
+_DEFAULT_BLOCK_ELEMENTS = 1 << 24
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Noises
+# ----------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Noise:
+  """A continuous noise law: jax log-CDF, host float64 quantile, and a sampler.
+
+  Attributes:
+    name: a label used in messages and plots.
+    log_cdf: ``x -> log Phi(x)`` (jax-traceable, numerically stable in the lower tail if possible).
+    quantile: ``t -> Phi^{-1}(t)`` for t in (0, 1); called with float64 numpy arrays on the host.
+    sampler: ``(key, shape, dtype) -> eps`` or None (then ``quantile`` of a uniform draw, traced by jax).
+  """
+  name: str
+  log_cdf: Callable[[jax.Array], jax.Array]
+  quantile: Callable[[np.ndarray], np.ndarray]
+  sampler: Optional[Callable[..., jax.Array]] = None
+
+  def __repr__(self) -> str:  # short, for messages
+    return f"Noise({self.name!r})"
+
+
+def _gumbel_log_cdf(x):
+  # log Phi = -exp(-x); clip the exponent so that the gradient stays finite far in the lower tail.
+  return -jnp.exp(jnp.minimum(-x, 80.0))
+
+
+def _logistic_log_cdf(x):
+  return -jax.nn.softplus(-x)
+
+
+def _cauchy_log_cdf(x):
+  """log(1/2 + arctan(x)/pi) without cancellation: x<0 uses log(arctan(-1/x)/pi)."""
+  neg = x < 0
+  safe_neg = jnp.where(neg, x, -1.0)
+  safe_pos = jnp.where(neg, 1.0, x)
+  lower = jnp.log(jnp.arctan(-1.0 / safe_neg) / jnp.pi)
+  upper = jnp.log1p(-jnp.arctan2(1.0, safe_pos) / jnp.pi)  # arctan2(1, x) = arctan(1/x) for x>0, pi/2 at 0
+  return jnp.where(neg, lower, upper)
+
+
+def _normal_log_cdf(x):
+  return jsp_special.log_ndtr(x)
+
+
+_BUILTIN = {
+    "gumbel": Noise("gumbel", _gumbel_log_cdf, lambda t: -np.log(-np.log(t)),
+                    lambda key, shape, dtype: jax.random.gumbel(key, shape, dtype)),
+    "normal": Noise("normal", _normal_log_cdf, lambda t: sp_special.ndtri(t),
+                    lambda key, shape, dtype: jax.random.normal(key, shape, dtype)),
+    "logistic": Noise("logistic", _logistic_log_cdf, lambda t: np.log(t) - np.log1p(-t),
+                      lambda key, shape, dtype: jax.random.logistic(key, shape, dtype)),
+    "cauchy": Noise("cauchy", _cauchy_log_cdf, lambda t: np.tan(np.pi * (t - 0.5)),
+                    lambda key, shape, dtype: jax.random.cauchy(key, shape, dtype)),
+}
+
+NoiseLike = Union[str, Noise]
+
+
+def custom_noise(cdf: Optional[Callable] = None, quantile: Optional[Callable] = None, *,
+                 log_cdf: Optional[Callable] = None, sampler: Optional[Callable] = None,
+                 name: str = "custom") -> Noise:
+  """Builds a user-given noise from its CDF (or log-CDF) and its quantile function.
+
+  Args:
+    cdf: ``x -> Phi(x)``, jax-traceable. Used as ``log(max(cdf, tiny))`` when ``log_cdf`` is not given
+      (give ``log_cdf`` for a stable lower tail).
+    quantile: ``t -> Phi^{-1}(t)``; evaluated on float64 numpy arrays on the host for the nodes.
+    log_cdf: optional stable ``x -> log Phi(x)``, jax-traceable.
+    sampler: optional ``(key, shape, dtype) -> eps``; default: ``quantile(uniform)`` traced by jax.
+    name: label.
+  """
+  if quantile is None or not callable(quantile):
+    raise ValueError("custom_noise needs a callable `quantile` (t -> Phi^-1(t) on (0, 1)) to place the "
+                     "quadrature nodes, e.g. quantile=scipy.stats.t(df=3).ppf.")
+  if log_cdf is None:
+    if cdf is None or not callable(cdf):
+      raise ValueError("custom_noise needs a callable `cdf` (x -> Phi(x)) or `log_cdf` (x -> log Phi(x)), "
+                       "both jax-traceable, e.g. cdf=lambda x: jax.scipy.stats.t.cdf(x, 3).")
+
+    def log_cdf(x, _cdf=cdf):
+      c = _cdf(x)
+      return jnp.log(jnp.maximum(c, jnp.finfo(jnp.result_type(c)).tiny))
+  elif not callable(log_cdf):
+    raise ValueError("custom_noise: `log_cdf` must be callable (x -> log Phi(x)).")
+  return Noise(name=name, log_cdf=log_cdf, quantile=quantile, sampler=sampler)
+
+
+def get_noise(noise: NoiseLike) -> Noise:
+  """Returns the :class:`Noise` for a name in :data:`NOISES` or a :class:`Noise` itself."""
+  if isinstance(noise, Noise):
+    return noise
+  if isinstance(noise, str):
+    key = noise.lower()
+    if key in _BUILTIN:
+      return _BUILTIN[key]
+    raise ValueError(f"Unknown noise {noise!r}; valid noises: {list(NOISES)}, or a Noise built with "
+                     "research.distributions.perturb_max.custom_noise(cdf=..., quantile=...).")
+  raise TypeError(f"noise must be a string in {list(NOISES)} or a Noise (see custom_noise), got "
+                  f"{type(noise).__name__}.")
+
+
+def log_cdf(noise: NoiseLike, x: jax.Array) -> jax.Array:
+  """log Phi(x) for the given noise."""
+  return get_noise(noise).log_cdf(x)
+
+
+def sample_noise(key: jax.Array, noise: NoiseLike, shape=(), dtype=jnp.float32) -> jax.Array:
+  """i.i.d. draws of the noise."""
+  nz = get_noise(noise)
+  if nz.sampler is not None:
+    return nz.sampler(key, tuple(shape), dtype)
+  tiny = jnp.finfo(dtype).tiny
+  u = jax.random.uniform(key, tuple(shape), dtype, minval=tiny, maxval=1.0)
+  return jnp.asarray(nz.quantile(u), dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Quadrature (host, float64)
+# ----------------------------------------------------------------------------------------------------------
+def _check_num_nodes(num_nodes) -> int:
+  if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
+    raise TypeError(f"num_nodes must be a Python int >= 1 (the quadrature size K), got {num_nodes!r}.")
+  if num_nodes < 1:
+    raise ValueError(f"num_nodes must be >= 1 (the quadrature size K), got {num_nodes}.")
+  return int(num_nodes)
+
+
+def _resolve_rule(noise: Noise, rule: Optional[str]) -> str:
+  if rule is None:
+    return "gauss_hermite" if noise is _BUILTIN["normal"] else "midpoint"
+  if not isinstance(rule, str) or rule.lower() not in RULES:
+    raise ValueError(f"Unknown quadrature rule {rule!r}; valid rules: {list(RULES)} (or None for the "
+                     "default: gauss_hermite for normal noise, midpoint otherwise).")
+  rule = rule.lower()
+  if rule == "gauss_hermite" and noise is not _BUILTIN["normal"]:
+    raise ValueError(f"rule='gauss_hermite' integrates against the normal density and only applies to "
+                     f"noise='normal', not {noise.name!r}; use rule='midpoint' or rule='grid'.")
+  return rule
+
+
+@functools.lru_cache(maxsize=256)
+def _quadrature_cached(noise: Noise, rule: str, num_nodes: int):
+  k = np.arange(1, num_nodes + 1, dtype=np.float64)
+  if rule == "gauss_hermite":
+    x, w = np.polynomial.hermite_e.hermegauss(num_nodes)
+    w = w / math.sqrt(2.0 * math.pi)
+    keep = w > 0  # very large K: the outermost weights underflow in float64
+    nodes, log_w = x[keep], np.log(w[keep])
+  else:
+    t = k / (num_nodes + 1) if rule == "grid" else (k - 0.5) / num_nodes
+    nodes = np.asarray(noise.quantile(t), dtype=np.float64)
+    log_w = np.full(num_nodes, -math.log(num_nodes))
+  if nodes.shape != (len(log_w),) or not np.all(np.isfinite(nodes)):
+    raise ValueError(f"The quantile function of noise {noise.name!r} returned non-finite or mis-shaped "
+                     f"values on (0, 1) for rule {rule!r}, K={num_nodes}: {nodes[:4]}...")
+  nodes.setflags(write=False)
+  log_w.setflags(write=False)
+  return nodes, log_w
+
+
+def quadrature(noise: NoiseLike = "normal", rule: Optional[str] = None, num_nodes: int = 16):
+  """Nodes eps_k and log-weights log w_k with E[f(eps)] ~= sum_k w_k f(eps_k) (float64 numpy, cached).
+
+  ``grid``: eps_k = Phi^-1(k/(K+1)), w_k = 1/K (the article's rule, O(1/K), weights and nodes mismatched);
+  ``midpoint``: eps_k = Phi^-1((k-1/2)/K), w_k = 1/K;
+  ``gauss_hermite``: probabilists' Gauss-Hermite x_k, w_k = omega_k / sqrt(2 pi) (normal noise only).
+  """
+  nz = get_noise(noise)
+  num_nodes = _check_num_nodes(num_nodes)
+  rule = _resolve_rule(nz, rule)
+  return _quadrature_cached(nz, rule, num_nodes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------------------
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def validate_logits(logits, name: str = "logits") -> None:
+  """Raises for non-floating dtypes, scalars, and (when concrete) non-finite values."""
+  dtype = getattr(logits, "dtype", None)
+  if dtype is None:
+    logits = np.asarray(logits)
+    dtype = logits.dtype
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(f"{name} must have a floating dtype (float32/bfloat16/float64), got {dtype}; "
+                    f"cast with {name}.astype(jnp.float32).")
+  if jnp.ndim(logits) < 1:
+    raise ValueError(f"{name} must have at least one axis (classes on the last axis), got a scalar.")
+  if _is_concrete(logits):
+    arr = np.asarray(jax.device_get(logits)).astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+      bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+      raise ValueError(f"{name} contains {bad} non-finite value(s) (nan/inf). Perturb-Max needs finite "
+                       "logits; to exclude classes pass a boolean `mask` instead of -inf logits.")
+
+
+def _prepare(logits, scale, mask):
+  validate_logits(logits)
+  x = jnp.asarray(logits)
+  ct = jnp.promote_types(x.dtype, jnp.float32)  # accumulate in >= float32 (bfloat16 in, float32 out)
+  x = x.astype(ct)
+  if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+    if not (scale > 0 and math.isfinite(scale)):
+      raise ValueError(f"scale (the noise scale) must be a finite positive number, got {scale}.")
+  x = x / jnp.asarray(scale, ct)
+  if mask is not None:
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+      raise TypeError(f"mask must be a boolean array (True = keep the class), got dtype {mask.dtype}.")
+    try:
+      mask = jnp.broadcast_to(mask, x.shape)
+    except ValueError as e:
+      raise ValueError(f"mask of shape {mask.shape} does not broadcast to logits {x.shape}.") from e
+    x = jnp.where(mask, x, 0.0)  # safe values; masked terms are removed below
+  return x, mask
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Core quadrature evaluation
+# ----------------------------------------------------------------------------------------------------------
+def _block_log_probs(xi, x, nodes, log_w, lcdf, keep_i, keep_j, self_mask):
+  """log p for a block of 'own' classes.
+
+  xi: [..., c] own logits; x: [..., n] all logits; keep_i [..., c] / keep_j [..., n] masks or None;
+  self_mask: [c, n] bool, True where j == i (excluded from the product).
+  """
+  d = xi[..., :, None] - x[..., None, :]                      # [..., c, n]   mu_i - mu_j
+  t = lcdf(d[..., None] + nodes)                              # [..., c, n, K]
+  drop = self_mask[..., None]
+  if keep_j is not None:
+    drop = drop | ~keep_j[..., None, :, None]
+  t = jnp.where(drop, 0.0, t)
+  s = jnp.sum(t, axis=-2) + log_w                            # [..., c, K]
+  return jax.nn.logsumexp(s, axis=-1)                         # [..., c]
+
+
+def _log_probs_quadrature(x, mask, nodes, log_w, lcdf, chunk_size):
+  n = x.shape[-1]
+  batch = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+  K = nodes.shape[0]
+  if chunk_size is None:
+    per_row = max(batch * n * K, 1)
+    chunk_size = max(1, min(n, _DEFAULT_BLOCK_ELEMENTS // per_row))
+  chunk_size = int(min(max(chunk_size, 1), n))
+  if chunk_size >= n:
+    self_mask = jnp.eye(n, dtype=bool)
+    return _block_log_probs(x, x, nodes, log_w, lcdf, mask, mask, self_mask)
+
+  # Blocks of own classes i, scanned with rematerialisation (memory O(batch * chunk * n * K)).
+  nb = -(-n // chunk_size)
+  pad = nb * chunk_size - n
+  xi_all = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+  xi_blocks = jnp.moveaxis(xi_all.reshape(x.shape[:-1] + (nb, chunk_size)), -2, 0)  # [nb, ..., c]
+  starts = jnp.arange(nb) * chunk_size
+  cols = jnp.arange(n)
+
+  @jax.checkpoint
+  def body(args):
+    xi, start = args
+    rows = start + jnp.arange(chunk_size)
+    self_mask = rows[:, None] == cols[None, :]
+    return _block_log_probs(xi, x, nodes, log_w, lcdf, None, mask, self_mask)
+
+  out = jax.lax.map(body, (xi_blocks, starts))               # [nb, ..., c]
+  out = jnp.moveaxis(out, 0, -2).reshape(x.shape[:-1] + (nb * chunk_size,))
+  return out[..., :n]
+
+
+def perturb_max_log_probs(logits, noise: NoiseLike = "normal", rule: Optional[str] = None,
+                          num_nodes: int = 16, scale=1.0, mask=None, *, renormalize: bool = False,
+                          closed_form: bool = True, chunk_size: Optional[int] = None) -> jax.Array:
+  """log p_i = log P[argmax(mu/s + eps) = i] over the last axis (see the module docstring)."""
+  nz = get_noise(noise)
+  num_nodes = _check_num_nodes(num_nodes)
+  x, mask = _prepare(logits, scale, mask)
+  if nz is _BUILTIN["gumbel"] and closed_form:
+    if mask is None:
+      return jax.nn.log_softmax(x, axis=-1)
+    return _masked_log_softmax(x, mask)
+  nodes, log_w = quadrature(nz, rule, num_nodes)
+  lp = _log_probs_quadrature(x, mask, jnp.asarray(nodes, x.dtype), jnp.asarray(log_w, x.dtype),
+                             nz.log_cdf, chunk_size)
+  if mask is not None:
+    lp = jnp.where(mask, lp, -jnp.inf)
+  if renormalize:
+    lp = lp - jax.nn.logsumexp(lp, axis=-1, keepdims=True)
+  return lp
+
+
+def _masked_log_softmax(x, mask):
+  z = jnp.where(mask, x, -jnp.inf)
+  lse = jax.nn.logsumexp(z, axis=-1, keepdims=True)
+  return jnp.where(mask, x - lse, -jnp.inf)
+
+
+def perturb_max_probs(logits, noise: NoiseLike = "normal", rule: Optional[str] = None,
+                      num_nodes: int = 16, scale=1.0, mask=None, **kwargs) -> jax.Array:
+  """p = exp(perturb_max_log_probs(...))."""
+  return jnp.exp(perturb_max_log_probs(logits, noise, rule, num_nodes, scale, mask, **kwargs))
+
+
+def _check_labels(labels, x):
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"labels must be an integer array of class indices, got dtype {labels.dtype}.")
+  if labels.shape != x.shape[:-1]:
+    raise ValueError(f"labels shape {labels.shape} must equal logits.shape[:-1] = {x.shape[:-1]}.")
+  if _is_concrete(labels):
+    lab = np.asarray(labels)
+    n = x.shape[-1]
+    if lab.size and (lab.min() < 0 or lab.max() >= n):
+      raise ValueError(f"labels must lie in [0, {n}) for {n} classes; got range "
+                       f"[{lab.min()}, {lab.max()}].")
+  return labels
+
+
+def perturb_max_log_prob_of(logits, labels, noise: NoiseLike = "normal", rule: Optional[str] = None,
+                            num_nodes: int = 16, margin=0.0, scale=1.0, mask=None, *,
+                            closed_form: bool = True) -> jax.Array:
+  """log P[argmax(mu/s + eps) = y] for the label class only, O(n K) per row.
+
+  log E_eps[ prod_{j != y} Phi((mu_y - mu_j - margin)/s + eps) ]; masked classes drop out of the product.
+  Returns an array of shape ``logits.shape[:-1]`` in float32 (or float64 for float64 logits).
+  """
+  nz = get_noise(noise)
+  num_nodes = _check_num_nodes(num_nodes)
+  x, mask = _prepare(logits, scale, mask)
+  labels = _check_labels(labels, x)
+  n = x.shape[-1]
+  onehot = jnp.arange(n) == labels[..., None]                       # [..., n]
+  margin = jnp.asarray(margin, x.dtype) / jnp.asarray(scale, x.dtype)
+  xy = jnp.sum(jnp.where(onehot, x, 0.0), axis=-1) - margin          # [...]
+  if nz is _BUILTIN["gumbel"] and closed_form:
+    # softmax of the logits with mu_y replaced by mu_y - margin
+    keep = ~onehot if mask is None else (~onehot & mask)
+    others = jnp.where(keep, x, -jnp.inf)
+    lse = jnp.logaddexp(xy, jax.nn.logsumexp(others, axis=-1))
+    out = xy - lse
+  else:
+    nodes, log_w = quadrature(nz, rule, num_nodes)
+    nodes = jnp.asarray(nodes, x.dtype)
+    t = nz.log_cdf((xy[..., None] - x)[..., None] + nodes)           # [..., n, K]
+    drop = onehot if mask is None else (onehot | ~mask)
+    t = jnp.where(drop[..., None], 0.0, t)
+    out = jax.nn.logsumexp(jnp.sum(t, axis=-2) + jnp.asarray(log_w, x.dtype), axis=-1)
+  if mask is not None:
+    ym = jnp.sum(jnp.where(onehot, mask, False), axis=-1) > 0
+    out = jnp.where(ym, out, -jnp.inf)
+  return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Monte Carlo (checks)
+# ----------------------------------------------------------------------------------------------------------
+def perturb_max_probs_mc(key: jax.Array, logits, noise: NoiseLike = "normal", num_samples: int = 1000,
+                         method: str = "expectation", scale=1.0, mask=None) -> jax.Array:
+  """Monte Carlo estimate of p over the last axis, with an explicit PRNG key.
+
+  method="expectation": p_i ~= (1/S) sum_s prod_{j != i} Phi(mu_i - mu_j + eps_s), eps_s scalar draws
+  (the same draws for every class and row).
+  method="argmax": frequency of argmax(mu + eps_s) = i, eps_s in R^n (independent per row).
+  """
+  nz = get_noise(noise)
+  if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+    raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}.")
+  x, mask = _prepare(logits, scale, mask)
+  if method == "expectation":
+    eps = sample_noise(key, nz, (int(num_samples),), x.dtype)
+    log_w = jnp.full((int(num_samples),), -math.log(num_samples), x.dtype)
+    lp = _log_probs_quadrature(x, mask, eps, log_w, nz.log_cdf, None)
+    if mask is not None:
+      lp = jnp.where(mask, lp, -jnp.inf)
+    return jnp.exp(lp)
+  if method == "argmax":
+    eps = sample_noise(key, nz, (int(num_samples),) + x.shape, x.dtype)
+    z = x + eps
+    if mask is not None:
+      z = jnp.where(mask, z, -jnp.inf)
+    idx = jnp.argmax(z, axis=-1)
+    return jnp.mean(jax.nn.one_hot(idx, x.shape[-1], dtype=x.dtype), axis=0)
+  raise ValueError(f"Unknown Monte Carlo method {method!r}; use 'expectation' or 'argmax'.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sampling and relaxations
+# ----------------------------------------------------------------------------------------------------------
+def _perturbed(key, logits, noise, scale, shape):
+  validate_logits(logits)
+  x = jnp.asarray(logits)
+  ct = jnp.promote_types(x.dtype, jnp.float32)
+  x = x.astype(ct)
+  eps = sample_noise(key, noise, tuple(shape) + x.shape, ct)
+  return x + jnp.asarray(scale, ct) * eps
+
+
+def sample(key: jax.Array, logits, noise: NoiseLike = "normal", scale=1.0, shape=()) -> jax.Array:
+  """Exact sample of the Perturb-Max law: argmax(mu + s*eps); result shape ``shape + logits.shape[:-1]``."""
+  return jnp.argmax(_perturbed(key, logits, noise, scale, shape), axis=-1)
+
+
+def relaxed_sample(key: jax.Array, logits, tau, noise: NoiseLike = "normal", scale=1.0,
+                   shape=()) -> jax.Array:
+  """softmax((mu + s*eps)/tau): Gumbel-softmax for Gumbel noise; for other noises E[.] != p at tau > 0."""
+  if isinstance(tau, (int, float)) and not tau > 0:
+    raise ValueError(f"tau (the relaxation temperature) must be > 0, got {tau}.")
+  z = _perturbed(key, logits, noise, scale, shape)
+  return jax.nn.softmax(z / tau, axis=-1)
+
+
+def straight_through_sample(key: jax.Array, logits, tau, noise: NoiseLike = "normal", scale=1.0,
+                            shape=()) -> jax.Array:
+  """One-hot argmax sample in the forward pass; gradient of the relaxed sample in the backward pass."""
+  if isinstance(tau, (int, float)) and not tau > 0:
+    raise ValueError(f"tau (the relaxation temperature) must be > 0, got {tau}.")
+  z = _perturbed(key, logits, noise, scale, shape)
+  soft = jax.nn.softmax(z / tau, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=soft.dtype)
+  return soft + jax.lax.stop_gradient(hard - soft)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Closed forms for n = 2 (test oracles)
+# ----------------------------------------------------------------------------------------------------------
+def two_class_closed_form(delta, noise: str) -> np.ndarray:
+  """p_1 for n = 2 with delta = mu_1 - mu_2 (float64 numpy): gumbel, normal and cauchy only."""
+  delta = np.asarray(delta, np.float64)
+  if noise == "gumbel":
+    return sp_special.expit(delta)
+  if noise == "normal":
+    return sp_special.ndtr(delta / math.sqrt(2.0))
+  if noise == "cauchy":
+    return 0.5 + np.arctan(delta / 2.0) / math.pi
+  raise ValueError(f"No n=2 closed form for noise {noise!r}; available: gumbel, normal, cauchy.")
+
+
+__all__ = [
+    "NOISES", "RULES", "GUMBEL_STD", "Noise", "custom_noise", "get_noise", "log_cdf", "sample_noise",
+    "quadrature", "validate_logits", "perturb_max_log_probs", "perturb_max_probs",
+    "perturb_max_log_prob_of", "perturb_max_probs_mc", "sample", "relaxed_sample",
+    "straight_through_sample", "two_class_closed_form",
+]
