@@ -58,6 +58,7 @@ class Graph:
     mask: bool ``[E]``: which slots are real edges (zero-length edges are real edges).
     num_nodes: number of nodes (static).
     symmetric: True when every edge is stored in both directions with the same weight (static).
+    sorted_receivers: True when ``receivers`` is non-decreasing (a faster segment-min; static).
   """
   senders: jax.Array
   receivers: jax.Array
@@ -65,6 +66,7 @@ class Graph:
   mask: jax.Array
   num_nodes: int = struct.field(pytree_node=False)
   symmetric: bool = struct.field(pytree_node=False, default=True)
+  sorted_receivers: bool = struct.field(pytree_node=False, default=False)
 
   @property
   def num_edges(self) -> int:
@@ -213,18 +215,21 @@ def edges_from_knn(idx: jax.Array, weights: jax.Array, mode: str = "union") -> G
   w = weights.reshape(-1)
   valid = dst != src                                 # never a self-loop (duplicates are other indices)
   if mode == "directed":
-    mask = valid
-    return Graph(src, dst, jnp.where(mask, w, jnp.inf), mask, num_nodes=n, symmetric=False)
+    return _sorted_graph(src, dst, w, valid, n, symmetric=False)
   mutual = _mutual_flags(idx).reshape(-1)
   if mode == "mutual":
-    mask = valid & mutual                            # the reverse edge is itself a kNN edge of the other node
-    return Graph(src, dst, jnp.where(mask, w, jnp.inf), mask, num_nodes=n, symmetric=True)
+    # the reverse of a mutual edge is itself a kNN edge of the other node, so it is already in the list
+    return _sorted_graph(src, dst, w, valid & mutual, n, symmetric=True)
   # union: forward edges plus the reverse of every non-mutual edge (mutual ones already exist reversed)
-  senders = jnp.concatenate([src, dst])
-  receivers = jnp.concatenate([dst, src])
-  mask = jnp.concatenate([valid, valid & ~mutual])
-  ww = jnp.concatenate([w, w])
-  return Graph(senders, receivers, jnp.where(mask, ww, jnp.inf), mask, num_nodes=n, symmetric=True)
+  return _sorted_graph(jnp.concatenate([src, dst]), jnp.concatenate([dst, src]), jnp.concatenate([w, w]),
+                       jnp.concatenate([valid, valid & ~mutual]), n, symmetric=True)
+
+
+def _sorted_graph(s, r, w, mask, n, symmetric):
+  """Graph with edges sorted by receiver (stable), masked slots at weight inf."""
+  order = jnp.argsort(r, stable=True)
+  return Graph(s[order], r[order], jnp.where(mask, w, jnp.inf)[order], mask[order], num_nodes=n,
+               symmetric=symmetric, sorted_receivers=True)
 
 
 def edge_weights(x: jax.Array, idx: jax.Array, metric: str = "euclidean") -> jax.Array:
@@ -307,10 +312,10 @@ def epsilon_graph(dist, eps: float, eps_weight: float = 0.0) -> Graph:
     raise ValueError("epsilon_graph needs a symmetric distance matrix (got an asymmetric one).")
   n = d.shape[0]
   keep = (d < eps) & ~np.eye(n, dtype=bool)
-  s, r = np.nonzero(keep)
+  r, s = np.nonzero(keep.T)                         # receiver-major order
   w = d[s, r].astype(np.float32) + eps_weight
   return Graph(jnp.asarray(s, jnp.int32), jnp.asarray(r, jnp.int32), jnp.asarray(w),
-               jnp.ones(s.shape, bool), num_nodes=n, symmetric=True)
+               jnp.ones(s.shape, bool), num_nodes=n, symmetric=True, sorted_receivers=True)
 
 
 def epsilon_graph_from_embeddings(x, eps: float, metric: str = "euclidean", eps_weight: float = 0.0) -> Graph:
@@ -333,7 +338,7 @@ def add_edges(graph: Graph, senders, receivers, weights, num_nodes: Optional[int
                jnp.concatenate([graph.weights, weights]),
                jnp.concatenate([graph.mask, jnp.ones(senders.shape, bool)]),
                num_nodes=graph.num_nodes if num_nodes is None else num_nodes,
-               symmetric=graph.symmetric if symmetric is None else symmetric)
+               symmetric=graph.symmetric if symmetric is None else symmetric, sorted_receivers=False)
 
 
 def compact(graph: Graph) -> Graph:
@@ -347,7 +352,8 @@ def compact(graph: Graph) -> Graph:
   s, r, w = s[first], r[first], w[first]
   order = np.argsort(r, kind="stable")              # receivers sorted: faster segment_min
   return Graph(jnp.asarray(s[order]), jnp.asarray(r[order]), jnp.asarray(w[order]),
-               jnp.ones(s.size, bool), num_nodes=graph.num_nodes, symmetric=graph.symmetric)
+               jnp.ones(s.size, bool), num_nodes=graph.num_nodes, symmetric=graph.symmetric,
+               sorted_receivers=True)
 
 
 def to_scipy(graph: Graph):
@@ -382,9 +388,10 @@ def from_dense(weights) -> Graph:
   w = np.asarray(weights)
   n = w.shape[0]
   keep = np.isfinite(w) & ~np.eye(n, dtype=bool)
-  s, r = np.nonzero(keep)
+  r, s = np.nonzero(keep.T)                         # receiver-major order
   return Graph(jnp.asarray(s, jnp.int32), jnp.asarray(r, jnp.int32), jnp.asarray(w[s, r]),
-               jnp.ones(s.shape, bool), num_nodes=n, symmetric=bool(np.array_equal(keep, keep.T)))
+               jnp.ones(s.shape, bool), num_nodes=n, symmetric=bool(np.array_equal(w, w.T)),
+               sorted_receivers=True)
 
 
 def validate_graph(graph: Graph) -> None:

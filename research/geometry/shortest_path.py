@@ -86,12 +86,12 @@ def _bf_jit(senders, receivers, weights, mask, sources, *, num_nodes, max_iters,
   return jax.vmap(single)(sources)
 
 
-def bellman_ford(graph: Graph, sources, max_iters: Optional[int] = None, sorted_receivers: bool = False,
+def bellman_ford(graph: Graph, sources, max_iters: Optional[int] = None, sorted_receivers: Optional[bool] = None,
                  return_rounds: bool = False):
   """Shortest-path lengths from ``sources`` (scalar -> ``[N]``, ``[S]`` -> ``[S, N]``), JAX only.
 
-  ``sorted_receivers`` may be set when the edges are sorted by receiver (e.g. after
-  :func:`research.geometry.graph.compact`), which speeds up the segment-min. ``max_iters`` defaults to N
+  ``sorted_receivers`` (default: ``graph.sorted_receivers``; kNN graphs and
+  :func:`research.geometry.graph.compact` sort edges by receiver) makes the segment-min ~10x faster on CPU. ``max_iters`` defaults to N
   (enough for any graph with non-negative weights). With ``return_rounds`` also returns the number of
   relaxation rounds (per source).
   """
@@ -99,16 +99,17 @@ def bellman_ford(graph: Graph, sources, max_iters: Optional[int] = None, sorted_
   n = graph.num_nodes
   src = _check_sources(sources, n)
   max_iters = n if max_iters is None else int(max_iters)
+  sorted_receivers = graph.sorted_receivers if sorted_receivers is None else sorted_receivers
   d, rounds = _bf_jit(graph.senders, graph.receivers, graph.weights, graph.mask, src,
                       num_nodes=n, max_iters=max_iters, sorted_receivers=sorted_receivers)
   return (d, rounds) if return_rounds else d
 
 
-@functools.partial(jax.jit, static_argnames=("num_nodes", "max_iters"))
-def _bf_nearest_jit(senders, receivers, weights, mask, sources, *, num_nodes, max_iters):
+@functools.partial(jax.jit, static_argnames=("num_nodes", "max_iters", "sorted_receivers"))
+def _bf_nearest_jit(senders, receivers, weights, mask, sources, *, num_nodes, max_iters, sorted_receivers):
   w = jnp.where(mask, weights, jnp.inf)
   d0 = jnp.full((num_nodes,), jnp.inf, w.dtype).at[sources].set(0)
-  return _relax_loop(d0, senders, receivers, w, num_nodes, max_iters, False)[0]
+  return _relax_loop(d0, senders, receivers, w, num_nodes, max_iters, sorted_receivers)[0]
 
 
 def bellman_ford_nearest(graph: Graph, sources, max_iters: Optional[int] = None) -> jax.Array:
@@ -117,7 +118,8 @@ def bellman_ford_nearest(graph: Graph, sources, max_iters: Optional[int] = None)
   n = graph.num_nodes
   src = jnp.atleast_1d(_check_sources(sources, n))
   return _bf_nearest_jit(graph.senders, graph.receivers, graph.weights, graph.mask, src,
-                         num_nodes=n, max_iters=n if max_iters is None else int(max_iters))
+                         num_nodes=n, max_iters=n if max_iters is None else int(max_iters),
+                         sorted_receivers=graph.sorted_receivers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def dijkstra_scipy(graph_or_csr, sources=None) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def make_sssp(graph: Graph, method: str = "auto", sorted_receivers: bool = False):
+def make_sssp(graph: Graph, method: str = "auto"):
   """Returns a jitted ``sources -> distances`` function for a fixed graph, with setup done once.
 
   ``auto`` picks :func:`default_method`: on the CPU backend the host Dijkstra (CSR built once here, called
@@ -179,7 +181,10 @@ def make_sssp(graph: Graph, method: str = "auto", sorted_receivers: bool = False
   method = default_method() if method == "auto" else method
   n = graph.num_nodes
   if method == "bellman_ford":
+    if not graph.sorted_receivers and graph_lib._is_concrete(graph.senders):
+      graph = graph_lib.compact(graph)               # receiver-sorted, duplicates merged
     s, r, w, m = graph.senders, graph.receivers, graph.weights, graph.mask
+    sorted_receivers = graph.sorted_receivers
 
     @jax.jit
     def bf(sources):
