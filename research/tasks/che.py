@@ -1,0 +1,468 @@
+"""The Chomsky-hierarchy (CHE) task suite of Delétang et al. (ICLR 2023), reimplemented from the task
+definitions (spec 07 §3.6) with explicit PRNG keys.
+
+Every task is a :class:`Task` with
+
+* ``sample(key, batch_size, length) -> Batch`` with ``Batch.inputs`` int32 ``[B, length]``,
+  ``Batch.targets`` int32 ``[B, output_length(length)]`` and ``Batch.mask`` float32 of the same shape
+  (1 where the output token counts for the accuracy, 0 on padding after a termination token);
+* ``input_vocab``, ``output_vocab`` (class counts), ``output_length(n)``, ``level`` ("R", "DCF", "CS");
+* ``valid_length(n)`` / ``fix_length(n)``: some tasks only exist at odd (Modular Arithmetic, simple) or even
+  (Missing Duplicate) lengths; ``fix_length`` maps a requested length to the largest valid length <= n;
+* ``jittable``: True when ``sample`` is a pure JAX function (``jax.jit(task.sample, static_argnums=(1, 2))``
+  works). Three generators are recursive or need integers of hundreds of bits (Modular Arithmetic with
+  brackets, Solve Equation, Compute Sqrt); as the spec allows, they run on the host with a numpy generator
+  seeded from the JAX key, so they are still explicitly and reproducibly seeded.
+
+I/O convention of the models (non-autoregressive, spec 07 §3.7): the encoder input is the ``length`` task
+tokens followed by ``output_length`` *empty* tokens (id ``input_vocab``, see :func:`model_inputs`);
+predictions are read from the last ``output_length`` positions. The metric is the per-output-token accuracy,
+masked, averaged per example and then over the batch (:func:`masked_accuracy`); the training loss is the
+cross-entropy summed over the output positions and averaged over the batch (:func:`masked_cross_entropy`).
+
+Token maps (documented, since the reference code and the article differ in places):
+
+=========================== ===================================================================
+Even Pairs                  {0,1}; target = [first != last] (parity of adjacent unequal pairs)
+Modular Arithmetic (simple) digits 0..4, + = 5, - = 6, * = 7; odd lengths d op d op ... d; target
+                            value mod 5 with * binding tighter
+Parity Check                {0,1}; target = (#1s) mod 2
+Cycle Navigation            actions {0,1,2} move by {-1, 0, +1} on a 5-cycle from 0 (reference-code
+                            map); target = final state
+Stack Manipulation          0/1 = stack symbols (initial stack written bottom..top), 2 = POP, 3 = PUSH 0,
+                            4 = PUSH 1; POP on the empty stack is a no-op; output = final stack
+                            top-to-bottom, then the termination token 2, padded (masked) to length+1
+Reverse String              {0,1} -> reversed
+Modular Arithmetic brackets digits 0..4, + 5, - 6, * 7, ( 8, ) 9; grammar E -> d | -d | (E) | (E op E);
+                            target = value mod 5
+Solve Equation              digits 0..4, + 5, - 6, ( 7, ) 8, x 9, = 10; "E(x) = c" with E over + and -
+                            only and one leaf equal to x; target = x (unique since the coefficient is +-1)
+Duplicate String            {0,1}: w -> ww (2n outputs)
+Missing Duplicate           ww over {0,1} with one position replaced by the mask token 2 (even lengths);
+                            target = the masked symbol
+Odds First                  t1 t2 t3 ... -> t1 t3 ... t2 t4 ...
+Binary Addition             a + b, bits little-endian, '+' = 2; output = sum little-endian in the
+                            minimal number of bits (>= 1), then termination 2, masked padding, length n+1
+Binary Multiplication       a * b, same conventions ('*' = 2), output length n+1
+Compute Sqrt                x in binary, big-endian, n bits (leading zeros allowed) -> floor(sqrt x),
+                            big-endian, ceil(n/2) bits
+Bucket Sort                 {0..4}^n -> sorted
+=========================== ===================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Batch(NamedTuple):
+  inputs: jax.Array   # int32 [B, n]
+  targets: jax.Array  # int32 [B, output_length]
+  mask: jax.Array     # float32 [B, output_length]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  name: str
+  level: str
+  input_vocab: int
+  output_vocab: int
+  output_length: Callable[[int], int]
+  _sample: Callable
+  jittable: bool = True
+  parity: int | None = None  # None: any length; 0: even lengths only; 1: odd lengths only
+  min_length: int = 1
+
+  def valid_length(self, n: int) -> bool:
+    return n >= self.min_length and (self.parity is None or n % 2 == self.parity)
+
+  def fix_length(self, n: int) -> int:
+    """The largest valid length <= n (raises if there is none)."""
+    m = int(n)
+    while m >= self.min_length and not self.valid_length(m):
+      m -= 1
+    if m < self.min_length:
+      raise ValueError(f"task {self.name!r} has no valid length <= {n} (minimum {self.min_length}).")
+    return m
+
+  def sample(self, key, batch_size: int, length: int) -> Batch:
+    length = int(length)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if not self.valid_length(length):
+      parity = {0: "even", 1: "odd"}.get(self.parity, "any")
+      raise ValueError(
+          f"task {self.name!r} is not defined at length {length} (needs length >= {self.min_length}, "
+          f"parity: {parity}); use task.fix_length({length}) = {self.fix_length(length) if length >= self.min_length else 'n/a'}.")
+    return self._sample(key, batch_size, length)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _full_mask(b, m):
+  return jnp.ones((b, m), jnp.float32)
+
+
+def _bits(key, b, n):
+  return jax.random.bernoulli(key, 0.5, (b, n)).astype(jnp.int32)
+
+
+def _host_rng(key) -> np.random.Generator:
+  """A numpy generator seeded from a JAX key (explicit seeding for the host-side generators)."""
+  data = np.asarray(jax.random.key_data(key)).astype(np.uint64).ravel()
+  return np.random.default_rng([int(x) for x in data])
+
+
+# ------------------------------------------------------------------------------------------ regular (R)
+
+def _even_pairs(key, b, n):
+  x = _bits(key, b, n)
+  y = (x[:, :1] != x[:, -1:]).astype(jnp.int32)
+  return Batch(x, y, _full_mask(b, 1))
+
+
+def _parity(key, b, n):
+  x = _bits(key, b, n)
+  y = (jnp.sum(x, axis=1, keepdims=True) % 2).astype(jnp.int32)
+  return Batch(x, y, _full_mask(b, 1))
+
+
+def _cycle_navigation(key, b, n):
+  x = jax.random.randint(key, (b, n), 0, 3, dtype=jnp.int32)
+  y = (jnp.sum(x - 1, axis=1, keepdims=True) % 5).astype(jnp.int32)
+  return Batch(x, y, _full_mask(b, 1))
+
+
+def _eval_simple_arith(tokens):
+  """Evaluates d op d op ... d (tokens [n], n odd) mod 5 with * binding tighter, by a left-to-right scan."""
+  digits = tokens[0::2]
+  ops = tokens[1::2]
+
+  def step(carry, xs):
+    total, term = carry
+    op, d = xs
+    is_mul = op == 7
+    sign = jnp.where(op == 6, -1, 1)
+    new_total = jnp.where(is_mul, total, (total + term) % 5)
+    new_term = jnp.where(is_mul, (term * d) % 5, (sign * d) % 5)
+    return (new_total, new_term), None
+
+  (total, term), _ = jax.lax.scan(step, (jnp.int32(0), digits[0] % 5), (ops, digits[1:]))
+  return (total + term) % 5
+
+
+def _modular_arithmetic(key, b, n):
+  k1, k2 = jax.random.split(key)
+  nd = (n + 1) // 2
+  digits = jax.random.randint(k1, (b, nd), 0, 5, dtype=jnp.int32)
+  ops = jax.random.randint(k2, (b, nd - 1), 5, 8, dtype=jnp.int32)
+  x = jnp.zeros((b, n), jnp.int32).at[:, 0::2].set(digits).at[:, 1::2].set(ops)
+  y = jax.vmap(_eval_simple_arith)(x)[:, None].astype(jnp.int32)
+  return Batch(x, y, _full_mask(b, 1))
+
+
+# --------------------------------------------------------------------------- deterministic context-free
+
+def _stack_one(stack_len, tokens, n):
+  """Runs the actions of one example; tokens [n]; the first stack_len tokens are the initial stack."""
+  cap = n + 1
+  idx = jnp.arange(n)
+  is_init = idx < stack_len
+
+  def step(carry, xs):
+    buf, top = carry  # buf[0..top-1] is the stack, bottom first
+    i, tok = xs
+    init = i < stack_len
+    push_sym = jnp.where(init, tok, tok - 3)  # PUSH 0 = 3, PUSH 1 = 4
+    is_push = init | (tok >= 3)
+    is_pop = (~init) & (tok == 2)
+    buf = jnp.where(is_push, buf.at[top].set(push_sym), buf)
+    top = jnp.where(is_push, top + 1, jnp.where(is_pop, jnp.maximum(top - 1, 0), top))
+    return (buf, top), None
+
+  (buf, top), _ = jax.lax.scan(step, (jnp.zeros((cap,), jnp.int32), jnp.int32(0)), (idx, tokens))
+  del is_init
+  # output top-to-bottom: out[j] = buf[top-1-j] for j < top, then termination 2 at j == top.
+  j = jnp.arange(cap)
+  src = jnp.clip(top - 1 - j, 0, cap - 1)
+  out = jnp.where(j < top, buf[src], 2)
+  mask = (j <= top).astype(jnp.float32)
+  out = jnp.where(j <= top, out, 0)
+  return out, mask
+
+
+def _stack_manipulation(key, b, n):
+  k1, k2, k3 = jax.random.split(key, 3)
+  stack_len = jax.random.randint(k1, (b,), 1, n + 1, dtype=jnp.int32)
+  sym = jax.random.randint(k2, (b, n), 0, 2, dtype=jnp.int32)
+  act = jax.random.randint(k3, (b, n), 2, 5, dtype=jnp.int32)
+  x = jnp.where(jnp.arange(n)[None, :] < stack_len[:, None], sym, act)
+  y, mask = jax.vmap(lambda s, t: _stack_one(s, t, n))(stack_len, x)
+  return Batch(x, y, mask)
+
+
+def _reverse_string(key, b, n):
+  x = _bits(key, b, n)
+  return Batch(x, x[:, ::-1], _full_mask(b, n))
+
+
+def _gen_expr(rng, n, ops, leaves):
+  """Random fully-bracketed expression of exactly n tokens: E -> d | -d | (E) | (E op E).
+
+  Returns a list of tokens (ints: digits 0..4, or the ids in ``ops``: '+','-','*','(',')') and marks leaf
+  positions into ``leaves`` (list of token indices, relative to the returned list)."""
+  plus, minus, times, lp, rp = ops
+  if n == 1:
+    leaves.append(0)
+    return [int(rng.integers(5))]
+  if n == 2:
+    leaves.append(1)
+    return [minus, int(rng.integers(5))]
+  if n <= 4 or rng.random() < 0.15:
+    inner_leaves = []
+    inner = _gen_expr(rng, n - 2, ops, inner_leaves)
+    leaves.extend(i + 1 for i in inner_leaves)
+    return [lp] + inner + [rp]
+  a = int(rng.integers(1, n - 3))  # left operand length in [1, n-4]
+  op_choices = [plus, minus] if times is None else [plus, minus, times]
+  op = op_choices[int(rng.integers(len(op_choices)))]
+  la, lb = [], []
+  left = _gen_expr(rng, a, ops, la)
+  right = _gen_expr(rng, n - 3 - a, ops, lb)
+  leaves.extend(i + 1 for i in la)
+  leaves.extend(i + 2 + a for i in lb)
+  return [lp] + left + [op] + right + [rp]
+
+
+def _parse_linear(tokens, ops, x_tok):
+  """Evaluates a fully-bracketed expression to (a, b) meaning a*x + b (mod 5); x_tok marks the unknown."""
+  plus, minus, times, lp, rp = ops
+  pos = 0
+
+  def expr():
+    nonlocal pos
+    t = tokens[pos]
+    if t == lp:
+      pos += 1
+      left = expr()
+      if tokens[pos] == rp:
+        pos += 1
+        return left
+      op = tokens[pos]
+      pos += 1
+      right = expr()
+      assert tokens[pos] == rp
+      pos += 1
+      if op == plus:
+        return ((left[0] + right[0]) % 5, (left[1] + right[1]) % 5)
+      if op == minus:
+        return ((left[0] - right[0]) % 5, (left[1] - right[1]) % 5)
+      assert left[0] == 0 or right[0] == 0
+      return ((left[0] * right[1] + left[1] * right[0]) % 5, (left[1] * right[1]) % 5)
+    if t == minus:
+      pos += 1
+      a, c = expr()
+      return ((-a) % 5, (-c) % 5)
+    pos += 1
+    if t == x_tok:
+      return (1, 0)
+    return (0, t % 5)
+
+  out = expr()
+  assert pos == len(tokens)
+  return out
+
+
+_BRACKET_OPS = (5, 6, 7, 8, 9)
+_EQUATION_OPS = (5, 6, None, 7, 8)
+_X_TOKEN, _EQ_TOKEN = 9, 10
+
+
+def _modular_arithmetic_brackets(key, b, n):
+  rng = _host_rng(key)
+  x = np.zeros((b, n), np.int32)
+  y = np.zeros((b, 1), np.int32)
+  for i in range(b):
+    toks = _gen_expr(rng, n, _BRACKET_OPS, [])
+    x[i] = toks
+    y[i, 0] = _parse_linear(toks, _BRACKET_OPS, x_tok=-1)[1]
+  return Batch(jnp.asarray(x), jnp.asarray(y), _full_mask(b, 1))
+
+
+def _solve_equation(key, b, n):
+  rng = _host_rng(key)
+  x = np.zeros((b, n), np.int32)
+  y = np.zeros((b, 1), np.int32)
+  for i in range(b):
+    leaves = []
+    toks = _gen_expr(rng, n - 2, _EQUATION_OPS, leaves)
+    toks[leaves[int(rng.integers(len(leaves)))]] = _X_TOKEN
+    a, c = _parse_linear(toks, _EQUATION_OPS, _X_TOKEN)
+    sol = int(rng.integers(5))
+    rhs = (a * sol + c) % 5
+    x[i] = toks + [_EQ_TOKEN, rhs]
+    y[i, 0] = sol
+  return Batch(jnp.asarray(x), jnp.asarray(y), _full_mask(b, 1))
+
+
+# ------------------------------------------------------------------------------- context-sensitive (CS)
+
+def _duplicate_string(key, b, n):
+  x = _bits(key, b, n)
+  return Batch(x, jnp.concatenate([x, x], axis=1), _full_mask(b, 2 * n))
+
+
+def _missing_duplicate(key, b, n):
+  k1, k2 = jax.random.split(key)
+  w = _bits(k1, b, n // 2)
+  ww = jnp.concatenate([w, w], axis=1)
+  pos = jax.random.randint(k2, (b,), 0, n)
+  y = jnp.take_along_axis(ww, pos[:, None], axis=1)
+  x = jnp.where(jnp.arange(n)[None, :] == pos[:, None], 2, ww)
+  return Batch(x.astype(jnp.int32), y.astype(jnp.int32), _full_mask(b, 1))
+
+
+def _odds_first(key, b, n):
+  x = _bits(key, b, n)
+  return Batch(x, jnp.concatenate([x[:, 0::2], x[:, 1::2]], axis=1), _full_mask(b, n))
+
+
+def _carry_bits(digit_sums, out_len):
+  """Little-endian digit sums (>= 0 ints) [m] -> binary digits [out_len] with carries propagated."""
+  m = digit_sums.shape[0]
+  padded = jnp.zeros((out_len,), jnp.int32).at[:m].set(digit_sums[:out_len])
+
+  def step(carry, s):
+    t = s + carry
+    return t // 2, t % 2
+
+  _, bits = jax.lax.scan(step, jnp.int32(0), padded)
+  return bits
+
+
+def _binary_op(key, b, n, mul: bool):
+  k1, k2 = jax.random.split(key)
+  split = jax.random.randint(k1, (b,), 0, n, dtype=jnp.int32)  # len(a) in [0, n-1]
+  bits = _bits(k2, b, n)
+  idx = jnp.arange(n)
+  out_len = n + 1
+
+  def one(k, row):
+    a = jnp.where(idx < k, row, 0)                      # a = row[0:k] little-endian, at offsets 0..
+    b_shift = jnp.where(idx > k, row, 0)                # b = row[k+1:], offset by k+1
+    b_bits = jnp.roll(b_shift, -(k + 1))                # b little-endian from index 0
+    b_bits = jnp.where(idx < n - 1 - k, b_bits, 0)
+    if mul:
+      sums = jnp.convolve(a, b_bits)                    # length 2n-1, index i+j
+    else:
+      sums = a + b_bits
+    res = _carry_bits(sums.astype(jnp.int32), out_len)
+    nz = jnp.where(res > 0, jnp.arange(out_len), -1)
+    nbits = jnp.maximum(jnp.max(nz) + 1, 1)             # minimal representation, >= 1 bit
+    j = jnp.arange(out_len)
+    y = jnp.where(j < nbits, res, jnp.where(j == nbits, 2, 0))
+    mask = (j <= nbits).astype(jnp.float32)
+    x = jnp.where(idx == k, 2, row)
+    return x, y, mask
+
+  x, y, mask = jax.vmap(one)(split, bits)
+  return Batch(x.astype(jnp.int32), y.astype(jnp.int32), mask)
+
+
+def _compute_sqrt(key, b, n):
+  rng = _host_rng(key)
+  x = rng.integers(0, 2, size=(b, n)).astype(np.int32)
+  m = (n + 1) // 2
+  y = np.zeros((b, m), np.int32)
+  for i in range(b):
+    v = int("".join(map(str, x[i])), 2)
+    r = math.isqrt(v)
+    y[i] = [int(c) for c in format(r, f"0{m}b")]
+  return Batch(jnp.asarray(x), jnp.asarray(y), _full_mask(b, m))
+
+
+def _bucket_sort(key, b, n):
+  x = jax.random.randint(key, (b, n), 0, 5, dtype=jnp.int32)
+  return Batch(x, jnp.sort(x, axis=1), _full_mask(b, n))
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+TASKS: dict[str, Task] = {
+    "even_pairs": Task("even_pairs", "R", 2, 2, lambda n: 1, _even_pairs),
+    "modular_arithmetic": Task("modular_arithmetic", "R", 8, 5, lambda n: 1, _modular_arithmetic,
+                               parity=1),
+    "parity_check": Task("parity_check", "R", 2, 2, lambda n: 1, _parity),
+    "cycle_navigation": Task("cycle_navigation", "R", 3, 5, lambda n: 1, _cycle_navigation),
+    "stack_manipulation": Task("stack_manipulation", "DCF", 5, 3, lambda n: n + 1, _stack_manipulation),
+    "reverse_string": Task("reverse_string", "DCF", 2, 2, lambda n: n, _reverse_string),
+    "modular_arithmetic_brackets": Task("modular_arithmetic_brackets", "DCF", 10, 5, lambda n: 1,
+                                        _modular_arithmetic_brackets, jittable=False),
+    "solve_equation": Task("solve_equation", "DCF", 11, 5, lambda n: 1, _solve_equation,
+                           jittable=False, min_length=3),
+    "duplicate_string": Task("duplicate_string", "CS", 2, 2, lambda n: 2 * n, _duplicate_string),
+    "missing_duplicate": Task("missing_duplicate", "CS", 3, 2, lambda n: 1, _missing_duplicate,
+                              parity=0, min_length=2),
+    "odds_first": Task("odds_first", "CS", 2, 2, lambda n: n, _odds_first),
+    "binary_addition": Task("binary_addition", "CS", 3, 3, lambda n: n + 1,
+                            functools.partial(_binary_op, mul=False)),
+    "binary_multiplication": Task("binary_multiplication", "CS", 3, 3, lambda n: n + 1,
+                                  functools.partial(_binary_op, mul=True)),
+    "compute_sqrt": Task("compute_sqrt", "CS", 2, 2, lambda n: (n + 1) // 2, _compute_sqrt,
+                         jittable=False),
+    "bucket_sort": Task("bucket_sort", "CS", 5, 5, lambda n: n, _bucket_sort),
+}
+
+
+def get_task(name: str) -> Task:
+  if name not in TASKS:
+    raise ValueError(f"unknown CHE task {name!r}; valid names: {sorted(TASKS)}")
+  return TASKS[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_sampler(name: str, batch_size: int, length: int):
+  task = TASKS[name]
+  return jax.jit(lambda key: task.sample(key, batch_size, length))
+
+
+def sample(name: str, key, batch_size: int, length: int) -> Batch:
+  """Samples a batch, jit-compiling (and caching per shape) the jittable generators."""
+  task = get_task(name)
+  if not task.valid_length(length):
+    task.sample(key, batch_size, length)  # raises the explanatory error
+  if task.jittable:
+    return _jitted_sampler(name, int(batch_size), int(length))(key)
+  return task.sample(key, batch_size, length)
+
+
+# ------------------------------------------------------------------------------------ model I/O + metric
+
+def model_inputs(task: Task, inputs: jax.Array) -> jax.Array:
+  """[task tokens, one empty token (id ``input_vocab``) per output position]: int32 [B, n + out_len]."""
+  b, n = inputs.shape
+  empty = jnp.full((b, task.output_length(n)), task.input_vocab, jnp.int32)
+  return jnp.concatenate([inputs.astype(jnp.int32), empty], axis=1)
+
+
+def masked_accuracy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+  """Per-output-token accuracy: mean over masked tokens of each example, then over the batch.
+
+  logits [..., B, m, C], targets/mask [B, m]. Returns shape [...] (scalar for a single model)."""
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32) * mask
+  per_example = correct.sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
+  return per_example.mean(-1)
+
+
+def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+  """Cross-entropy summed over the (masked) output positions, averaged over the batch."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  return (nll * mask).sum(-1).mean(-1)
