@@ -223,17 +223,122 @@ def knn_query(queries, refs, k: int, metric: str = "sqeuclidean", *,
   return dists, idx
 
 
+def _merge(vals, idx, new_vals, new_idx, kc):
+  """Keeps the kc smallest (distance, index) pairs of two candidate lists [c, kc] (lexicographic)."""
+  v = jnp.concatenate([vals, new_vals], axis=-1)
+  i = jnp.concatenate([idx, new_idx], axis=-1)
+  v, i = lax.sort((v, i), dimension=-1, num_keys=2)
+  return v[:, :kc], i[:, :kc]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_symmetric(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chunk: int, k: int,
+                        kc: int, exclude_self: bool, cosine: bool):
+  """Self-kNN over block pairs (I <= J) only: each distance block is formed once and used for the
+  rows of I (top-k along J) and the rows of J (top-k along I of its transpose): half the FLOPs."""
+  def per_device(xb, pairs):
+    sq = jnp.sum(xb * xb, axis=-1)                                   # [B, c]
+    gid = jnp.arange(n_blocks * chunk, dtype=jnp.int32).reshape(n_blocks, chunk)
+    init = (jnp.full((n_blocks, chunk, kc), jnp.inf, xb.dtype),
+            jnp.full((n_blocks, chunk, kc), n_blocks * chunk, jnp.int32))
+
+    def body(state, pair):
+      vals, idx = state
+      bi, bj, ok = pair[0], pair[1], pair[2] > 0
+      xi, xj = xb[bi], xb[bj]
+      gi, gj = gid[bi], gid[bj]
+      d = sq[bi][:, None] + sq[bj][None, :] - 2.0 * jnp.matmul(
+          xi, xj.T, precision=lax.Precision.HIGHEST)
+      d = jnp.maximum(d, 0.0)
+      bad = (gi[:, None] >= n) | (gj[None, :] >= n) | ~ok
+      if exclude_self:
+        bad = bad | (gi[:, None] == gj[None, :])
+      d = jnp.where(bad, jnp.inf, d)
+      rv, ri = lax.top_k(-d, min(kc, chunk))
+      mv, mi = _merge(vals[bi], idx[bi], -rv, gj[ri], kc)
+      vals, idx = vals.at[bi].set(mv), idx.at[bi].set(mi)
+      dt = jnp.where(bi == bj, jnp.inf, d.T)                         # diagonal block: rows only
+      cv, ci = lax.top_k(-dt, min(kc, chunk))
+      mv, mi = _merge(vals[bj], idx[bj], -cv, gi[ci], kc)
+      vals, idx = vals.at[bj].set(mv), idx.at[bj].set(mi)
+      return (vals, idx), None
+
+    (vals, idx), _ = lax.scan(body, init, pairs)
+    return vals[None], idx[None]
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(axis_name)),
+                          out_specs=(P(axis_name), P(axis_name)), check_vma=False)
+
+  def run(xb, pairs):
+    vals, idx = sharded(xb, pairs)                                  # [n_dev, B, c, kc]
+    n_dev = vals.shape[0]
+    vals = jnp.moveaxis(vals, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
+    idx = jnp.moveaxis(idx, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
+    vals, idx = lax.sort((vals, idx), dimension=-1, num_keys=2)
+    cand = jnp.minimum(idx[:n, :kc], n - 1)
+    x = xb.reshape(n_blocks * chunk, -1)[:n]
+    diff = x[:, None, :] - x[cand]
+    exact = jnp.sum(diff * diff, axis=-1)
+    if cosine:
+      exact = 0.5 * exact
+    invalid = ~jnp.isfinite(vals[:n, :kc])
+    if exclude_self:
+      invalid = invalid | (cand == jnp.arange(n, dtype=jnp.int32)[:, None])
+    exact = jnp.where(invalid, jnp.inf, exact)
+    exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
+    return exact[:, :k], cand[:, :k]
+
+  return jax.jit(run)
+
+
+def _knn_symmetric(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin):
+  n, dim = x.shape
+  cosine = metric == "cosine"
+  if cosine:
+    x = _normalize_rows(x, "x")
+  mesh = default_mesh(axis_name) if mesh is None else mesh
+  if axis_name not in mesh.axis_names:
+    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard over.")
+  n_dev = mesh.shape[axis_name]
+  chunk = int(min(chunk_size, n))
+  n_blocks = math.ceil(n / chunk)
+  x_pad = jnp.concatenate([x, jnp.zeros((n_blocks * chunk - n, dim), x.dtype)]) \
+      if n_blocks * chunk != n else x
+  xb = x_pad.reshape(n_blocks, chunk, dim)
+  pairs = [(i, j, 1) for i in range(n_blocks) for j in range(i, n_blocks)]
+  # longest-first isn't needed (all blocks cost the same); pad to a multiple of the device count
+  pairs += [(0, 0, 0)] * ((-len(pairs)) % n_dev)
+  pairs = np.asarray(pairs, np.int32)
+  kc = int(min(k + max(int(refine_margin), 0) + (1 if exclude_self else 0), n))
+  fn = _compiled_symmetric(mesh, axis_name, n, n_blocks, chunk, k, kc, exclude_self, cosine)
+  dists, idx = fn(xb, jnp.asarray(pairs))
+  if metric == "euclidean":
+    dists = jnp.sqrt(dists)
+  return dists, idx
+
+
 def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
         chunk_size: int = DEFAULT_CHUNK, mesh: Optional[Mesh] = None, axis_name: str = "data",
-        refine_margin: int = DEFAULT_REFINE_MARGIN):
+        refine_margin: int = DEFAULT_REFINE_MARGIN, symmetric: bool = True):
   """Exact kNN of every point of ``x`` [N, D] among the points of ``x``.
 
   With ``exclude_self`` (default) point i is masked out of its own list by index (k <= N - 1);
   without it, point i competes like any other point (distance 0, so it is first unless an exact
   duplicate with a lower index exists). Returns (dists [N, k], idx [N, k] int32); see ``knn_query``.
+
+  ``symmetric=True`` (default) uses the symmetry of the distance matrix: the N x N matrix is cut into
+  chunk_size x chunk_size blocks and only the blocks (I, J), I <= J, are computed (half the matmul
+  FLOPs); block pairs are sharded over the mesh and the per-device candidate lists are merged.
+  Memory per device: O(chunk_size^2 + N * (k + refine_margin)). ``symmetric=False`` runs
+  ``knn_query(x, x)`` (query chunks against all points, O(chunk_size * N)). Both return the same result.
   """
+  metric = _check_metric(metric)
   x = _check_points(x, "x")
-  _check_k(k, x.shape[0], exclude_self)
+  k = _check_k(k, x.shape[0], exclude_self)
+  if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
+  if symmetric:
+    return _knn_symmetric(x, k, metric, exclude_self, int(chunk_size), mesh, axis_name, refine_margin)
   ids = jnp.arange(x.shape[0], dtype=jnp.int32) if exclude_self else None
   return knn_query(x, x, k, metric, chunk_size=chunk_size, mesh=mesh, axis_name=axis_name,
                    query_ids=ids, refine_margin=refine_margin)
