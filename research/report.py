@@ -124,7 +124,7 @@ def to_markdown(results: Results, *, title: str, command: str, machine: dict[str
   for note in results.notes:
     lines += [note, ""]
   for p in results.plots:
-    rel = os.path.basename(p)
+    rel = p if not os.path.isabs(p) else os.path.basename(p)
     lines += [f"![{rel}]({rel})", ""]
   return "\n".join(lines)
 
@@ -157,7 +157,7 @@ def write(results: Results, workdir: str, *, config: Any, command: str, wall_tim
       "wall_time_s": wall_time_s,
       "metrics": _jsonable(results.metrics),
       "rows": [dataclasses.asdict(r) for r in results.rows],
-      "plots": [os.path.basename(p) for p in results.plots],
+      "plots": [p if not os.path.isabs(p) else os.path.basename(p) for p in results.plots],
   }
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(record, f, indent=2, sort_keys=False)
