@@ -258,7 +258,7 @@ def init_params(config: BertConfig, rng, *, mlm: bool = False, seq_len: int = 8)
   """Random BERT params (normal(0.02) weights, as in BERT); with ``mlm`` the BertForMaskedLM tree."""
   ids = jnp.zeros((1, seq_len), jnp.int32)
   model = BertForMaskedLM(config) if mlm else BertModel(config)
-  return model.init(rng, ids, jnp.ones_like(ids), jnp.zeros_like(ids))["params"]
+  return jax.jit(lambda r: model.init(r, ids, jnp.ones_like(ids), jnp.zeros_like(ids))["params"])(rng)
 
 
 # ------------------------------------------------------------------------------------------------
