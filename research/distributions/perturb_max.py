@@ -281,24 +281,32 @@ def validate_logits(logits, name: str = "logits") -> None:
                        "logits; to exclude classes pass a boolean `mask` instead of -inf logits.")
 
 
-def _prepare(logits, scale, mask):
+def _validate(logits, scale, mask):
+  """Eager (trace-time) checks; returns (logits array, scale, mask or None). No computation."""
   validate_logits(logits)
   x = jnp.asarray(logits)
-  ct = jnp.promote_types(x.dtype, jnp.float32)  # accumulate in >= float32 (bfloat16 in, float32 out)
-  x = x.astype(ct)
   if isinstance(scale, (int, float)) and not isinstance(scale, bool):
     if not (scale > 0 and math.isfinite(scale)):
       raise ValueError(f"scale (the noise scale) must be a finite positive number, got {scale}.")
-  x = x / jnp.asarray(scale, ct)
   if mask is not None:
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
       raise TypeError(f"mask must be a boolean array (True = keep the class), got dtype {mask.dtype}.")
     try:
-      mask = jnp.broadcast_to(mask, x.shape)
+      if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
+        raise ValueError
     except ValueError as e:
       raise ValueError(f"mask of shape {mask.shape} does not broadcast to logits {x.shape}.") from e
-    x = jnp.where(mask, x, 0.0)  # safe values; masked terms are removed below
+  return x, scale, mask
+
+
+def _cast(x, scale, mask):
+  """Inside jit: promote to >= float32 (bfloat16 in, float32 accumulation/out), divide by the scale."""
+  ct = jnp.promote_types(x.dtype, jnp.float32)
+  x = x.astype(ct) / jnp.asarray(scale, ct)
+  if mask is not None:
+    mask = jnp.broadcast_to(mask, x.shape)
+    x = jnp.where(mask, x, 0.0)  # safe values; masked terms are removed from every product
   return x, mask
 
 
@@ -357,33 +365,51 @@ def perturb_max_log_probs(logits, noise: NoiseLike = "normal", rule: Optional[st
                           num_nodes: int = 16, scale=1.0, mask=None, *, renormalize: bool = False,
                           closed_form: bool = True, chunk_size: Optional[int] = None) -> jax.Array:
   """log p_i = log P[argmax(mu/s + eps) = i] over the last axis (see the module docstring)."""
+  return _dispatch(logits, noise, rule, num_nodes, scale, mask, renormalize, closed_form, chunk_size, False)
+
+
+def perturb_max_probs(logits, noise: NoiseLike = "normal", rule: Optional[str] = None,
+                      num_nodes: int = 16, scale=1.0, mask=None, *, renormalize: bool = False,
+                      closed_form: bool = True, chunk_size: Optional[int] = None) -> jax.Array:
+  """p = exp(perturb_max_log_probs(...)); Gumbel noise (closed form) returns ``jax.nn.softmax`` itself."""
+  return _dispatch(logits, noise, rule, num_nodes, scale, mask, renormalize, closed_form, chunk_size, True)
+
+
+def _dispatch(logits, noise, rule, num_nodes, scale, mask, renormalize, closed_form, chunk_size, probs):
   nz = get_noise(noise)
   num_nodes = _check_num_nodes(num_nodes)
-  x, mask = _prepare(logits, scale, mask)
-  if nz is _BUILTIN["gumbel"] and closed_form:
+  rule = _resolve_rule(nz, rule)
+  x, scale, mask = _validate(logits, scale, mask)
+  if chunk_size is not None:
+    chunk_size = _check_num_nodes(chunk_size)
+  return _log_probs_jit(x, scale, mask, noise=nz, rule=rule, num_nodes=num_nodes,
+                        renormalize=bool(renormalize), closed_form=bool(closed_form),
+                        chunk_size=chunk_size, probs=bool(probs))
+
+
+@functools.partial(jax.jit, static_argnames=("noise", "rule", "num_nodes", "renormalize", "closed_form",
+                                             "chunk_size", "probs"))
+def _log_probs_jit(x, scale, mask, *, noise, rule, num_nodes, renormalize, closed_form, chunk_size, probs):
+  x, mask = _cast(x, scale, mask)
+  if noise is _BUILTIN["gumbel"] and closed_form:
     if mask is None:
-      return jax.nn.log_softmax(x, axis=-1)
-    return _masked_log_softmax(x, mask)
-  nodes, log_w = quadrature(nz, rule, num_nodes)
-  lp = _log_probs_quadrature(x, mask, jnp.asarray(nodes, x.dtype), jnp.asarray(log_w, x.dtype),
-                             nz.log_cdf, chunk_size)
-  if mask is not None:
-    lp = jnp.where(mask, lp, -jnp.inf)
-  if renormalize:
-    lp = lp - jax.nn.logsumexp(lp, axis=-1, keepdims=True)
-  return lp
+      return jax.nn.softmax(x, axis=-1) if probs else jax.nn.log_softmax(x, axis=-1)
+    lp = _masked_log_softmax(x, mask)
+  else:
+    nodes, log_w = _quadrature_cached(noise, rule, num_nodes)
+    lp = _log_probs_quadrature(x, mask, jnp.asarray(nodes, x.dtype), jnp.asarray(log_w, x.dtype),
+                               noise.log_cdf, chunk_size)
+    if mask is not None:
+      lp = jnp.where(mask, lp, -jnp.inf)
+    if renormalize:
+      lp = lp - jax.nn.logsumexp(lp, axis=-1, keepdims=True)
+  return jnp.exp(lp) if probs else lp
 
 
 def _masked_log_softmax(x, mask):
   z = jnp.where(mask, x, -jnp.inf)
   lse = jax.nn.logsumexp(z, axis=-1, keepdims=True)
   return jnp.where(mask, x - lse, -jnp.inf)
-
-
-def perturb_max_probs(logits, noise: NoiseLike = "normal", rule: Optional[str] = None,
-                      num_nodes: int = 16, scale=1.0, mask=None, **kwargs) -> jax.Array:
-  """p = exp(perturb_max_log_probs(...))."""
-  return jnp.exp(perturb_max_log_probs(logits, noise, rule, num_nodes, scale, mask, **kwargs))
 
 
 def _check_labels(labels, x):
@@ -411,8 +437,17 @@ def perturb_max_log_prob_of(logits, labels, noise: NoiseLike = "normal", rule: O
   """
   nz = get_noise(noise)
   num_nodes = _check_num_nodes(num_nodes)
-  x, mask = _prepare(logits, scale, mask)
+  rule = _resolve_rule(nz, rule)
+  x, scale, mask = _validate(logits, scale, mask)
   labels = _check_labels(labels, x)
+  return _log_prob_of_jit(x, labels, margin, scale, mask, noise=nz, rule=rule, num_nodes=num_nodes,
+                          closed_form=bool(closed_form))
+
+
+@functools.partial(jax.jit, static_argnames=("noise", "rule", "num_nodes", "closed_form"))
+def _log_prob_of_jit(x, labels, margin, scale, mask, *, noise, rule, num_nodes, closed_form):
+  nz = noise
+  x, mask = _cast(x, scale, mask)
   n = x.shape[-1]
   onehot = jnp.arange(n) == labels[..., None]                       # [..., n]
   margin = jnp.asarray(margin, x.dtype) / jnp.asarray(scale, x.dtype)
@@ -424,7 +459,7 @@ def perturb_max_log_prob_of(logits, labels, noise: NoiseLike = "normal", rule: O
     lse = jnp.logaddexp(xy, jax.nn.logsumexp(others, axis=-1))
     out = xy - lse
   else:
-    nodes, log_w = quadrature(nz, rule, num_nodes)
+    nodes, log_w = _quadrature_cached(nz, rule, num_nodes)
     nodes = jnp.asarray(nodes, x.dtype)
     t = nz.log_cdf((xy[..., None] - x)[..., None] + nodes)           # [..., n, K]
     drop = onehot if mask is None else (onehot | ~mask)
@@ -450,59 +485,77 @@ def perturb_max_probs_mc(key: jax.Array, logits, noise: NoiseLike = "normal", nu
   nz = get_noise(noise)
   if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
     raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}.")
-  x, mask = _prepare(logits, scale, mask)
+  if method not in ("expectation", "argmax"):
+    raise ValueError(f"Unknown Monte Carlo method {method!r}; use 'expectation' or 'argmax'.")
+  x, scale, mask = _validate(logits, scale, mask)
+  return _mc_jit(key, x, scale, mask, noise=nz, num_samples=int(num_samples), method=method)
+
+
+@functools.partial(jax.jit, static_argnames=("noise", "num_samples", "method"))
+def _mc_jit(key, x, scale, mask, *, noise, num_samples, method):
+  x, mask = _cast(x, scale, mask)
   if method == "expectation":
-    eps = sample_noise(key, nz, (int(num_samples),), x.dtype)
-    log_w = jnp.full((int(num_samples),), -math.log(num_samples), x.dtype)
-    lp = _log_probs_quadrature(x, mask, eps, log_w, nz.log_cdf, None)
+    eps = sample_noise(key, noise, (num_samples,), x.dtype)
+    log_w = jnp.full((num_samples,), -math.log(num_samples), x.dtype)
+    lp = _log_probs_quadrature(x, mask, eps, log_w, noise.log_cdf, None)
     if mask is not None:
       lp = jnp.where(mask, lp, -jnp.inf)
     return jnp.exp(lp)
-  if method == "argmax":
-    eps = sample_noise(key, nz, (int(num_samples),) + x.shape, x.dtype)
-    z = x + eps
-    if mask is not None:
-      z = jnp.where(mask, z, -jnp.inf)
-    idx = jnp.argmax(z, axis=-1)
-    return jnp.mean(jax.nn.one_hot(idx, x.shape[-1], dtype=x.dtype), axis=0)
-  raise ValueError(f"Unknown Monte Carlo method {method!r}; use 'expectation' or 'argmax'.")
+  eps = sample_noise(key, noise, (num_samples,) + x.shape, x.dtype)
+  z = x + eps
+  if mask is not None:
+    z = jnp.where(mask, z, -jnp.inf)
+  idx = jnp.argmax(z, axis=-1)
+  return jnp.mean(jax.nn.one_hot(idx, x.shape[-1], dtype=x.dtype), axis=0)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Sampling and relaxations
 # ----------------------------------------------------------------------------------------------------------
-def _perturbed(key, logits, noise, scale, shape):
+def _check_tau(tau):
+  if isinstance(tau, (int, float)) and not tau > 0:
+    raise ValueError(f"tau (the relaxation temperature) must be > 0, got {tau}.")
+
+
+def _sample_args(logits, noise, scale, shape):
   validate_logits(logits)
-  x = jnp.asarray(logits)
+  return jnp.asarray(logits), get_noise(noise), scale, tuple(int(d) for d in shape)
+
+
+@functools.partial(jax.jit, static_argnames=("noise", "shape", "kind"))
+def _sample_jit(key, x, scale, tau, *, noise, shape, kind):
   ct = jnp.promote_types(x.dtype, jnp.float32)
   x = x.astype(ct)
-  eps = sample_noise(key, noise, tuple(shape) + x.shape, ct)
-  return x + jnp.asarray(scale, ct) * eps
+  z = x + jnp.asarray(scale, ct) * sample_noise(key, noise, shape + x.shape, ct)
+  if kind == "hard":
+    return jnp.argmax(z, axis=-1)
+  soft = jax.nn.softmax(z / tau, axis=-1)
+  if kind == "relaxed":
+    return soft
+  hard = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=soft.dtype)
+  return soft + jax.lax.stop_gradient(hard - soft)
 
 
 def sample(key: jax.Array, logits, noise: NoiseLike = "normal", scale=1.0, shape=()) -> jax.Array:
   """Exact sample of the Perturb-Max law: argmax(mu + s*eps); result shape ``shape + logits.shape[:-1]``."""
-  return jnp.argmax(_perturbed(key, logits, noise, scale, shape), axis=-1)
+  x, nz, scale, shape = _sample_args(logits, noise, scale, shape)
+  return _sample_jit(key, x, scale, 1.0, noise=nz, shape=shape, kind="hard")
 
 
 def relaxed_sample(key: jax.Array, logits, tau, noise: NoiseLike = "normal", scale=1.0,
                    shape=()) -> jax.Array:
   """softmax((mu + s*eps)/tau): Gumbel-softmax for Gumbel noise; for other noises E[.] != p at tau > 0."""
-  if isinstance(tau, (int, float)) and not tau > 0:
-    raise ValueError(f"tau (the relaxation temperature) must be > 0, got {tau}.")
-  z = _perturbed(key, logits, noise, scale, shape)
-  return jax.nn.softmax(z / tau, axis=-1)
+  _check_tau(tau)
+  x, nz, scale, shape = _sample_args(logits, noise, scale, shape)
+  return _sample_jit(key, x, scale, tau, noise=nz, shape=shape, kind="relaxed")
 
 
 def straight_through_sample(key: jax.Array, logits, tau, noise: NoiseLike = "normal", scale=1.0,
                             shape=()) -> jax.Array:
   """One-hot argmax sample in the forward pass; gradient of the relaxed sample in the backward pass."""
-  if isinstance(tau, (int, float)) and not tau > 0:
-    raise ValueError(f"tau (the relaxation temperature) must be > 0, got {tau}.")
-  z = _perturbed(key, logits, noise, scale, shape)
-  soft = jax.nn.softmax(z / tau, axis=-1)
-  hard = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=soft.dtype)
-  return soft + jax.lax.stop_gradient(hard - soft)
+  _check_tau(tau)
+  x, nz, scale, shape = _sample_args(logits, noise, scale, shape)
+  return _sample_jit(key, x, scale, tau, noise=nz, shape=shape, kind="straight_through")
 
 
 # ----------------------------------------------------------------------------------------------------------
