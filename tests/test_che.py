@@ -157,3 +157,23 @@ def test_model_inputs_and_masked_metrics():
   # Cross-entropy summed over positions: uniform logits give (#masked) * log C per example.
   ce = che.masked_cross_entropy(jnp.zeros((2, 3, 2)), t, m)
   np.testing.assert_allclose(float(ce), (2 + 3) / 2 * np.log(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(che.DYNAMIC))
+def test_length_polymorphic_generators_match_the_oracle(name):
+  """One compiled sampler for every length: tokens/targets/masks laid out as the model sees them."""
+  task = che.get_task(name)
+  total = che.max_total_tokens(task, 12)
+  f = jax.jit(lambda k, n: che.dynamic_model_batch(task, k, 6, 12, n, total))
+  for n in (task.fix_length(3), task.fix_length(12)):
+    mb = jax.tree.map(np.asarray, f(jax.random.key(n), n))
+    m = task.output_length(n)
+    assert int(mb.total) == n + m
+    for i in range(6):
+      x = mb.tokens[i, :n]
+      assert np.all(mb.tokens[i, n:n + m] == task.input_vocab)
+      assert np.all(mb.tokens[i, n + m:] == task.input_vocab + 1)
+      np.testing.assert_array_equal(mb.padding_mask[i], np.arange(total) < n + m)
+      want, cnt = _oracle(name, x)
+      assert mb.loss_mask[i].sum() == cnt and np.all(mb.loss_mask[i, n:n + cnt] == 1)
+      assert list(mb.targets[i, n:n + cnt]) == want

@@ -466,3 +466,177 @@ def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array)
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
   return (nll * mask).sum(-1).mean(-1)
+
+
+# ------------------------------------------------------------------- one compiled sampler for all lengths
+
+class ModelBatch(NamedTuple):
+  """A batch in the encoder's layout, padded to a fixed number of tokens T.
+
+  tokens [B, T] int32: task tokens, then ``output_length`` empty tokens (id ``input_vocab``), then padding
+  (id ``input_vocab + 1``); targets/loss_mask [B, T]: the answers at the output positions (mask 0 elsewhere
+  and after a termination token); padding_mask [B, T] bool: True on the real (task + empty) tokens;
+  length: the task length n (int32 scalar); total: n + output_length(n).
+  """
+  tokens: jax.Array
+  targets: jax.Array
+  loss_mask: jax.Array
+  padding_mask: jax.Array
+  length: jax.Array
+  total: jax.Array
+
+
+def max_total_tokens(task: Task, max_length: int) -> int:
+  return max(n + task.output_length(n) for n in range(1, max_length + 1) if task.valid_length(n))
+
+
+def to_model_batch(task: Task, batch: Batch, total_tokens: int) -> ModelBatch:
+  """Lays out a :class:`Batch` of length n for the non-autoregressive encoder, padded to ``total_tokens``."""
+  b, n = batch.inputs.shape
+  m = task.output_length(n)
+  pad = total_tokens - n - m
+  if pad < 0:
+    raise ValueError(f"total_tokens={total_tokens} < n + output_length = {n + m}.")
+  tokens = jnp.concatenate([batch.inputs, jnp.full((b, m), task.input_vocab, jnp.int32),
+                            jnp.full((b, pad), task.input_vocab + 1, jnp.int32)], axis=1)
+  z = lambda dt: jnp.zeros((b, n), dt)
+  zp = lambda dt: jnp.zeros((b, pad), dt)
+  targets = jnp.concatenate([z(jnp.int32), batch.targets.astype(jnp.int32), zp(jnp.int32)], axis=1)
+  mask = jnp.concatenate([z(jnp.float32), batch.mask.astype(jnp.float32), zp(jnp.float32)], axis=1)
+  padding = jnp.broadcast_to(jnp.arange(total_tokens) < n + m, (b, total_tokens))
+  return ModelBatch(tokens, targets, mask, padding, jnp.int32(n), jnp.int32(n + m))
+
+
+# Length-polymorphic generators: f(key, B, n_max, n) with a TRACED length n <= n_max; they return
+# (x [B, n_max], y [B, m_max], mask [B, m_max]) whose first n / output_length(n) entries equal what the
+# static generator would give for a length-n draw (the remaining entries are masked). They let one small
+# compiled program sample every training length (the lax.switch fallback compiles one branch per length).
+
+def _dyn_common(key, b, n_max, n, vocab):
+  x = jax.random.randint(key, (b, n_max), 0, vocab, dtype=jnp.int32)
+  valid = jnp.arange(n_max)[None, :] < n
+  return x, valid
+
+
+def _dyn_even_pairs(key, b, n_max, n):
+  x, _ = _dyn_common(key, b, n_max, n, 2)
+  last = jnp.take(x, n - 1, axis=1)
+  return x, (x[:, 0] != last).astype(jnp.int32)[:, None], jnp.ones((b, 1), jnp.float32)
+
+
+def _dyn_parity(key, b, n_max, n):
+  x, valid = _dyn_common(key, b, n_max, n, 2)
+  return x, (jnp.sum(x * valid, 1) % 2)[:, None].astype(jnp.int32), jnp.ones((b, 1), jnp.float32)
+
+
+def _dyn_cycle(key, b, n_max, n):
+  x, valid = _dyn_common(key, b, n_max, n, 3)
+  return x, (jnp.sum((x - 1) * valid, 1) % 5)[:, None].astype(jnp.int32), jnp.ones((b, 1), jnp.float32)
+
+
+def _dyn_gather(x, idx, ok):
+  return jnp.where(ok[None, :], jnp.take(x, jnp.clip(idx, 0, x.shape[1] - 1), axis=1), 0)
+
+
+def _dyn_reverse(key, b, n_max, n):
+  x, _ = _dyn_common(key, b, n_max, n, 2)
+  j = jnp.arange(n_max)
+  return x, _dyn_gather(x, n - 1 - j, j < n), jnp.broadcast_to((j < n).astype(jnp.float32), (b, n_max))
+
+
+def _dyn_duplicate(key, b, n_max, n):
+  x, _ = _dyn_common(key, b, n_max, n, 2)
+  j = jnp.arange(2 * n_max)
+  ok = j < 2 * n
+  return x, _dyn_gather(x, j % jnp.maximum(n, 1), ok), jnp.broadcast_to(ok.astype(jnp.float32), (b, 2 * n_max))
+
+
+def _dyn_odds_first(key, b, n_max, n):
+  x, _ = _dyn_common(key, b, n_max, n, 2)
+  j = jnp.arange(n_max)
+  h = (n + 1) // 2
+  idx = jnp.where(j < h, 2 * j, 2 * (j - h) + 1)
+  return x, _dyn_gather(x, idx, j < n), jnp.broadcast_to((j < n).astype(jnp.float32), (b, n_max))
+
+
+def _dyn_bucket_sort(key, b, n_max, n):
+  x, valid = _dyn_common(key, b, n_max, n, 5)
+  j = jnp.arange(n_max)
+  y = jnp.sort(jnp.where(valid, x, 5), axis=1)
+  return x, jnp.where(j < n, y, 0), jnp.broadcast_to((j < n).astype(jnp.float32), (b, n_max))
+
+
+def _dyn_missing_duplicate(key, b, n_max, n):
+  k1, k2 = jax.random.split(key)
+  w, _ = _dyn_common(k1, b, n_max, n, 2)
+  j = jnp.arange(n_max)
+  ww = jnp.take(w, j % jnp.maximum(n // 2, 1), axis=1)
+  pos = jax.random.randint(k2, (b,), 0, n)
+  y = jnp.take_along_axis(ww, pos[:, None], axis=1)
+  x = jnp.where(j[None, :] == pos[:, None], 2, ww)
+  return x.astype(jnp.int32), y.astype(jnp.int32), jnp.ones((b, 1), jnp.float32)
+
+
+DYNAMIC = {
+    "even_pairs": _dyn_even_pairs, "parity_check": _dyn_parity, "cycle_navigation": _dyn_cycle,
+    "reverse_string": _dyn_reverse, "duplicate_string": _dyn_duplicate, "odds_first": _dyn_odds_first,
+    "bucket_sort": _dyn_bucket_sort, "missing_duplicate": _dyn_missing_duplicate,
+}
+
+
+def dynamic_model_batch(task: Task, key, batch_size: int, max_length: int, n, total_tokens: int) -> ModelBatch:
+  """:class:`ModelBatch` for a traced length ``n`` from the length-polymorphic generator of ``task``."""
+  x, y, ymask = DYNAMIC[task.name](key, batch_size, max_length, n)
+  m = task.output_length(n)
+  t = jnp.arange(total_tokens)
+  xi = jnp.take(x, jnp.clip(t, 0, max_length - 1), axis=1)
+  tokens = jnp.where(t < n, xi, jnp.where(t < n + m, task.input_vocab, task.input_vocab + 1))
+  out_idx = jnp.clip(t - n, 0, y.shape[1] - 1)
+  is_out = (t >= n) & (t < n + m)
+  targets = jnp.where(is_out, jnp.take(y, out_idx, axis=1), 0)
+  mask = jnp.where(is_out, jnp.take(ymask, out_idx, axis=1), 0.0)
+  padding = jnp.broadcast_to(t < n + m, (batch_size, total_tokens))
+  return ModelBatch(tokens.astype(jnp.int32), targets.astype(jnp.int32), mask.astype(jnp.float32),
+                    padding, jnp.asarray(n, jnp.int32), jnp.asarray(n + m, jnp.int32))
+
+
+def curriculum_sampler(task: Task, batch_size: int, max_length: int, total_tokens: int | None = None):
+  """A jittable ``f(key) -> ModelBatch``: draws one training length uniformly from the valid lengths in
+  ``1..max_length`` (one length per step, as in the reference curriculum) and a batch of that length, padded
+  to ``total_tokens`` (default :func:`max_total_tokens`). Tasks in ``DYNAMIC`` use their length-polymorphic
+  generator (one small program); the other jittable tasks put every length in one ``lax.switch``. Either way
+  the whole curriculum compiles once and can run inside the jitted train step. Jittable tasks only."""
+  if not task.jittable:
+    raise ValueError(f"task {task.name!r} generates on the host; use host_curriculum_batch instead.")
+  lengths = [n for n in range(1, max_length + 1) if task.valid_length(n)]
+  if not lengths:
+    raise ValueError(f"task {task.name!r} has no valid length in 1..{max_length}.")
+  total = total_tokens or max_total_tokens(task, max_length)
+  if task.name in DYNAMIC:
+    valid = jnp.asarray(lengths, jnp.int32)
+
+    def g(key):
+      k1, k2 = jax.random.split(key)
+      n = valid[jax.random.randint(k1, (), 0, len(lengths))]
+      return dynamic_model_batch(task, k2, batch_size, max_length, n, total)
+
+    return g
+  branches = [functools.partial(lambda k, n: to_model_batch(task, task._sample(k, batch_size, n), total), n=n)
+              for n in lengths]
+
+  def f(key):
+    k1, k2 = jax.random.split(key)
+    i = jax.random.randint(k1, (), 0, len(lengths))
+    return jax.lax.switch(i, branches, k2)
+
+  return f
+
+
+def host_curriculum_batch(task: Task, key, batch_size: int, max_length: int,
+                          total_tokens: int | None = None) -> ModelBatch:
+  """Host-side counterpart of :func:`curriculum_sampler` (any task, including the host generators)."""
+  lengths = [n for n in range(1, max_length + 1) if task.valid_length(n)]
+  k1, k2 = jax.random.split(key)
+  n = lengths[int(jax.random.randint(k1, (), 0, len(lengths)))]
+  total = total_tokens or max_total_tokens(task, max_length)
+  return to_model_batch(task, sample(task.name, k2, batch_size, n), total)
