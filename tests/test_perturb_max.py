@@ -210,3 +210,15 @@ def test_heads_drop_in_and_nll():
   assert np.isfinite(float(g["params"]["log_temperature"])) and float(loss(hp)) > 0
   logits = head.apply(hp, feats, method="logits")
   np.testing.assert_allclose(heads.perturb_max_nll(logits, labels, scale=pm.GUMBEL_STD), loss(hp), rtol=1e-5)
+
+
+def test_smoke_end_to_end(tmp_path):
+  from tests.helpers import run_experiment
+  rec = run_experiment("perturb_max.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  assert m["gumbel_vs_softmax_max_abs_err"] == 0.0
+  assert m["normal_gh16_max_abs_err"] < 1e-5 < m["grid16_max_abs_err"]
+  assert m["prop_monotonicity_violations"] == 0 and m["prop_min_p"] >= 0
+  assert "classify_acc_softmax" in m and "classify_acc_normal" in m
+  assert m["bench_ratio_pm_over_softmax"] > 0 and np.isfinite(m["bench_ratio_mc_equal_error_over_pm"])
+  assert (tmp_path / "quadrature_error_vs_K.png").exists()

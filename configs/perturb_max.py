@@ -1,0 +1,83 @@
+"""Perturb-Max distributions (Su Jianlin, kexue.fm/archives/9085; "Perturb Max" in /archives/10145).
+
+Reproduces the article's analytic claims and checks its qualitative remark:
+- Gumbel noise gives softmax exactly (published: exact identity); the n = 2 closed forms (normal:
+  Phi(Delta/sqrt 2), Cauchy: 1/2 + arctan(Delta/2)/pi); the four properties (non-negative, sums to 1,
+  order-preserving, shift-invariant) for every noise.
+- The article's quadrature t_k = k/(K+1) (no K published), the midpoint rule and Gauss-Hermite: error vs K
+  against a float64 scipy.integrate.quad reference (no published numbers; expected orders: grid O(1/K)).
+- `classify`: the same Flax CNN on Fashion-MNIST with a softmax head vs Perturb-Max heads (normal,
+  normal with matched noise scale / learned temperature, logistic), same budget, several seeds. Su (10145):
+  his own experiments "showed no special effect" (no numbers published); the table states whether this run
+  agrees (differences within seed noise).
+- `bench`: forward+backward of normal Perturb-Max (Gauss-Hermite K=16) on 256 x 1000 logits vs
+  jax.nn.softmax, and vs Monte Carlo at equal error (time ratios from one run).
+
+Command: python -m experiments.run --config=configs/perturb_max.py:<variant> --workdir=results/perturb_max/<variant>
+
+Time (2-core CPU, shared) / GPU:
+  smoke          ~20-40 s (mostly compilation) / seconds
+  quick          ~60 s: table + a small 2-arm CNN run       / ~15 s
+  table          ~1-2 min                                    / <1 min
+  classify       full 60k train, 5 epochs x 5 seeds x 5 arms: hours on CPU / ~10 min on a GPU
+  classify_cpu   12k-example subset, 3 seeds x 5 arms, ~2 epochs: ~10 min on CPU
+  bench          256 x 1000: several minutes per fwd+bwd on this CPU (O(n^2 K)) / seconds on a GPU
+  bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): ~2-3 min on CPU
+"""
+import ml_collections
+
+from configs import common
+
+VARIANTS = {
+    "smoke": "seconds; table + classify + bench at toy sizes (used by the tests)",
+    "quick": "~1 minute on CPU: Gumbel=softmax, quadrature error vs K, properties, a tiny CNN head comparison",
+    "table": "probabilities of every noise, quadrature error vs K per rule (plot), property checks",
+    "classify": "Fashion-MNIST CNN: softmax vs Perturb-Max heads, full data, 5 seeds (GPU-sized)",
+    "classify_cpu": "classify at a CPU-feasible budget: 12k-image subset, 3 seeds, ~2 epochs",
+    "bench": "fwd+bwd normal Perturb-Max (GH K=16) on 256x1000 vs softmax and vs Monte Carlo at equal error",
+    "bench_cpu": "the bench at 32x1000 (CPU-feasible; ratios vs softmax depend on n, not the batch)",
+}
+REPRODUCE = ["table", "classify", "bench"]
+
+
+def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
+  cfg = common.base_config("perturb_max", variant, VARIANTS)
+  sections = {"smoke": "table,classify,bench", "quick": "table,classify", "table": "table",
+              "classify": "classify", "classify_cpu": "classify", "bench": "bench", "bench_cpu": "bench"}
+  cfg.sections = sections[variant]
+
+  # ---- table ----
+  t = cfg.table = ml_collections.ConfigDict()
+  t.num_classes = 4 if variant == "smoke" else 6
+  t.num_vectors = 2 if variant == "smoke" else 4       # random logit vectors (plus one fixed vector)
+  t.logit_spread = 2.0                                  # std of the random logits
+  t.noises = "gumbel,normal" if variant == "smoke" else "gumbel,normal,logistic,cauchy"
+  t.ks = "4,16" if variant == "smoke" else "1,2,4,8,16,32,64,128,256"
+  t.fixed_vector = "2,1,0.5,0,-1,-3"                    # shown as the probability table (first n used)
+
+  # ---- classify ----
+  c = cfg.classify = ml_collections.ConfigDict()
+  c.arms = {"smoke": "softmax,normal", "quick": "softmax,normal"}.get(
+      variant, "softmax,normal,normal_matched,normal_learned_t,logistic")
+  c.seeds = {"smoke": 1, "quick": 1, "classify": 5, "classify_cpu": 3}.get(variant, 1)
+  c.train_size = {"smoke": 512, "quick": 4096, "classify": 60000, "classify_cpu": 12000}.get(variant, 512)
+  c.test_size = {"smoke": 128, "quick": 2000, "classify": 10000, "classify_cpu": 10000}.get(variant, 256)
+  c.batch_size = {"smoke": 64}.get(variant, 128)
+  c.num_steps = {"smoke": 4, "quick": 120, "classify": 2345, "classify_cpu": 190}.get(variant, 8)
+  c.learning_rate = 2e-3
+  c.num_nodes = 16                # K for the normal heads (Gauss-Hermite)
+  c.num_nodes_other = 64          # K for the midpoint rule of the logistic head
+  c.conv_features = "16,32" if variant != "smoke" else "4,8"
+  c.hidden = 64 if variant != "smoke" else 16
+  c.eval_batch = 1000
+
+  # ---- bench ----
+  b = cfg.bench = ml_collections.ConfigDict()
+  b.batch = {"bench": 256, "bench_cpu": 32, "smoke": 4}.get(variant, 256)
+  b.num_classes = {"smoke": 20}.get(variant, 1000)
+  b.num_nodes = 16
+  b.mc_samples = {"smoke": 16}.get(variant, 64)     # MC timed at this S, extrapolated to equal error
+  b.reference_nodes = 96                             # GH reference for the errors
+  b.repeats = {"smoke": 1, "bench": 3, "bench_cpu": 2}.get(variant, 2)
+  b.logit_spread = 2.0
+  return cfg
