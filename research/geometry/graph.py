@@ -36,6 +36,7 @@ by masking the diagonal explicitly.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -195,11 +196,18 @@ def edges_from_knn(idx: jax.Array, weights: jax.Array, mode: str = "union") -> G
 
   ``weights[i, a]`` is the length of ``i -> idx[i, a]``; for ``union``/``mutual`` the reverse direction
   gets the same length (pass symmetric base distances). Fixed size: ``N*k`` slots for directed/mutual,
-  ``2*N*k`` for union; duplicates are masked out, never summed.
+  ``2*N*k`` for union; duplicates are masked out, never summed. Edges are sorted by receiver.
   """
   _check_choice(mode, MODES, "mode")
   if idx.ndim != 2 or weights.shape != idx.shape:
     raise ValueError(f"idx and weights must both be [N, k]; got {tuple(idx.shape)} and {tuple(weights.shape)}.")
+  _check_weights(weights)
+  n = idx.shape[0]
+  s, r, w, m = _edges_core(jnp.asarray(idx, jnp.int32), weights, n, mode=mode)
+  return Graph(s, r, w, m, num_nodes=n, symmetric=mode != "directed", sorted_receivers=True)
+
+
+def _check_weights(weights):
   if _is_concrete(weights):
     w_np = np.asarray(weights)
     if np.isnan(w_np).any():
@@ -208,28 +216,33 @@ def edges_from_knn(idx: jax.Array, weights: jax.Array, mode: str = "union") -> G
       raise ValueError(
           f"negative edge weight ({w_np.min():.3g}): shortest paths need non-negative lengths. Use a "
           "distance (euclidean/angular/1-cos), not a similarity.")
-  n, k = idx.shape
-  idx = idx.astype(jnp.int32)
-  src = jnp.repeat(jnp.arange(n, dtype=jnp.int32), k)
+
+
+@functools.partial(jax.jit, static_argnames=("mode",))
+def _edges_core(idx, w, n_valid, *, mode):
+  """(senders, receivers, weights, mask) sorted by receiver; rows >= n_valid are padding (masked)."""
+  b, k = idx.shape
+  n_valid = jnp.asarray(n_valid, jnp.int32)
+  src = jnp.repeat(jnp.arange(b, dtype=jnp.int32), k)
   dst = idx.reshape(-1)
-  w = weights.reshape(-1)
-  valid = dst != src                                 # never a self-loop (duplicates are other indices)
+  w = w.reshape(-1)
+  valid = (dst != src) & (src < n_valid) & (dst < n_valid)   # never a self-loop; padding excluded
   if mode == "directed":
-    return _sorted_graph(src, dst, w, valid, n, symmetric=False)
-  mutual = _mutual_flags(idx).reshape(-1)
-  if mode == "mutual":
-    # the reverse of a mutual edge is itself a kNN edge of the other node, so it is already in the list
-    return _sorted_graph(src, dst, w, valid & mutual, n, symmetric=True)
-  # union: forward edges plus the reverse of every non-mutual edge (mutual ones already exist reversed)
-  return _sorted_graph(jnp.concatenate([src, dst]), jnp.concatenate([dst, src]), jnp.concatenate([w, w]),
-                       jnp.concatenate([valid, valid & ~mutual]), n, symmetric=True)
-
-
-def _sorted_graph(s, r, w, mask, n, symmetric):
-  """Graph with edges sorted by receiver (stable), masked slots at weight inf."""
+    s, r, m = src, dst, valid
+  else:
+    mutual = _mutual_flags(idx).reshape(-1)
+    if mode == "mutual":
+      # the reverse of a mutual edge is itself a kNN edge of the other node, so it is already listed
+      s, r, m = src, dst, valid & mutual
+    else:
+      # union: forward edges plus the reverse of every non-mutual edge (mutual ones exist reversed)
+      s, r = jnp.concatenate([src, dst]), jnp.concatenate([dst, src])
+      m = jnp.concatenate([valid, valid & ~mutual])
+      w = jnp.concatenate([w, w])
+  s = jnp.where(m, s, 0)
+  r = jnp.where(m, r, n_valid - 1)                  # masked slots: in range, sorted last
   order = jnp.argsort(r, stable=True)
-  return Graph(s[order], r[order], jnp.where(mask, w, jnp.inf)[order], mask[order], num_nodes=n,
-               symmetric=symmetric, sorted_receivers=True)
+  return s[order], r[order], jnp.where(m, w, jnp.inf)[order], m[order]
 
 
 def edge_weights(x: jax.Array, idx: jax.Array, metric: str = "euclidean") -> jax.Array:
@@ -254,9 +267,36 @@ def reweight(dists: jax.Array, idx: jax.Array, weights: jax.Array, method: Optio
   return weights / jnp.sqrt(jnp.maximum(rbar[:, None] * rbar[idx], tiny))
 
 
+DENSE_MAX = 4096   # up to this many points, kNN comes from one padded dense jitted call (see knn_graph)
+
+
+def _bucket(n: int) -> int:
+  return max(64, 1 << (int(n) - 1).bit_length())
+
+
+@functools.partial(jax.jit, static_argnames=("k", "metric", "mode", "reweight_method"))
+def _dense_graph_core(xp, n_valid, eps_weight, *, k, metric, mode, reweight_method):
+  """kNN graph of the first ``n_valid`` rows of the padded ``xp [B, d]`` in one compiled call."""
+  b = xp.shape[0]
+  d = pairwise_distances(xp, metric=metric)
+  cols = jnp.arange(b)
+  bad = (cols[None, :] >= n_valid) | (cols[None, :] == cols[:, None])
+  _, idx = jax.lax.top_k(-jnp.where(bad, jnp.inf, d), k)         # ties -> lower index; self masked
+  w = edge_weights(xp, idx, metric)                              # recomputed directly, nearest first
+  w = reweight(w, idx, w, reweight_method) + eps_weight
+  return _edges_core(idx.astype(jnp.int32), w, n_valid, mode=mode)
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "mode", "reweight_method"))
+def _idx_graph_core(x, idx, eps_weight, *, metric, mode, reweight_method):
+  w = edge_weights(x, idx, metric)
+  w = reweight(w, idx, w, reweight_method) + eps_weight
+  return _edges_core(idx, w, x.shape[0], mode=mode)
+
+
 def knn_graph(x: jax.Array, k: int, mode: str = "union", metric: str = "euclidean",
               eps_weight: float = 0.0, reweight_method: Optional[str] = None,
-              knn: Optional[tuple] = None, chunk_size: int = 1024) -> Graph:
+              knn: Optional[tuple] = None, chunk_size: int = 1024, dense_max: int = DENSE_MAX) -> Graph:
   """kNN graph over the rows of ``x [N, d]`` with directly recomputed ``metric`` edge lengths.
 
   Args:
@@ -268,20 +308,34 @@ def knn_graph(x: jax.Array, k: int, mode: str = "union", metric: str = "euclidea
       code that treats 0 as "no edge"; the edge list here does not need it).
     reweight_method: None | ``local_scaling`` | ``nicdm`` (hubness reduction).
     knn: optional precomputed ``(dists, idx)`` from :mod:`research.geometry.knn` (self excluded).
+    dense_max: for ``N <= dense_max`` (and no ``knn`` given) the neighbours come from a dense distance
+      matrix padded to a power-of-two bucket inside one jitted call, so pools of many different sizes
+      (one per product, ...) compile once per bucket; larger N uses the shared exact chunked, sharded
+      kNN (:func:`research.geometry.knn.knn`). Both mask the diagonal and break ties by lower index.
+      The dense path's edge list keeps the padding slots (masked, weight inf): ``bucket(N) * k`` slots.
   """
+  x = jnp.asarray(x)
   validate_embeddings(x)
   _check_choice(mode, MODES, "mode")
   _check_choice(metric, METRICS, "metric")
-  _check_k(k, x.shape[0])
-  if knn is None:
-    kd, idx = knn_of_embeddings(x, k, metric, chunk_size=chunk_size)
+  _check_choice(reweight_method, REWEIGHTS, "reweight method")
+  n = x.shape[0]
+  _check_k(k, n)
+  rw = None if reweight_method in (None, "none") else reweight_method
+  if knn is None and n <= dense_max:
+    b = _bucket(n)
+    xp = jnp.pad(x.astype(jnp.float32), ((0, b - n), (0, 0)))
+    s, r, w, m = _dense_graph_core(xp, jnp.int32(n), jnp.float32(eps_weight), k=int(k), metric=metric,
+                                   mode=mode, reweight_method=rw)
+    # the padding rows' slots stay in the list, masked (weight inf); `compact` drops them
   else:
-    kd, idx = knn
-    kd, idx = kd[:, :k], jnp.asarray(idx[:, :k], jnp.int32)
-  w = edge_weights(x, idx, metric)
-  if reweight_method not in (None, "none"):
-    w = reweight(w, idx, w, reweight_method)   # w is nearest-first, so it doubles as the kNN radii
-  return edges_from_knn(idx, w + eps_weight, mode)
+    if knn is None:
+      _, idx = knn_of_embeddings(x, k, metric, chunk_size=chunk_size)
+    else:
+      idx = knn[1]
+    idx = jnp.asarray(idx[:, :k], jnp.int32)
+    s, r, w, m = _idx_graph_core(x, idx, jnp.float32(eps_weight), metric=metric, mode=mode, reweight_method=rw)
+  return Graph(s, r, w, m, num_nodes=n, symmetric=mode != "directed", sorted_receivers=True)
 
 
 def knn_graph_from_distances(dist: jax.Array, k: int, mode: str = "union", eps_weight: float = 0.0,

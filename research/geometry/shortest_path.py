@@ -216,7 +216,10 @@ def shortest_paths(graph: Graph, sources, method: str = "auto") -> jax.Array:
   if method == "floyd_warshall":
     d = floyd_warshall(graph)
     return d[_check_sources(sources, graph.num_nodes)]
-  _check_sources(sources, graph.num_nodes)
+  src = _check_sources(sources, graph.num_nodes)
+  method = default_method() if method == "auto" else method
+  if method == "scipy" and graph_lib._is_concrete(src, graph.senders):
+    return jnp.asarray(dijkstra_scipy(graph, np.asarray(src)))     # eager: no callback to compile
   return make_sssp(graph, method)(sources)
 
 
@@ -267,9 +270,18 @@ def _components_jit(senders, receivers, mask, *, num_nodes):
   return jnp.sum(is_root), rank[lab]
 
 
-def connected_components(graph: Graph):
+def connected_components(graph: Graph, method: str = "jax"):
   """Weakly connected components: ``(num_components, labels [N])``; labels are 0..C-1 ordered by the
-  smallest node index of each component (scipy's convention)."""
+  smallest node index of each component (scipy's convention).
+
+  ``method``: ``jax`` (label propagation, jittable) or ``scipy`` (host; concrete graphs only).
+  """
+  if method == "scipy":
+    from scipy.sparse import csgraph
+    n, labels = csgraph.connected_components(graph_lib.to_scipy(graph), directed=True, connection="weak")
+    return n, jnp.asarray(labels, jnp.int32)
+  if method != "jax":
+    raise ValueError(f"connected_components method must be 'jax' or 'scipy', got {method!r}.")
   n, labels = _components_jit(graph.senders, graph.receivers, graph.mask, num_nodes=graph.num_nodes)
   return n, labels
 
