@@ -319,24 +319,27 @@ def _knn_symmetric(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refi
 
 def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
         chunk_size: int = DEFAULT_CHUNK, mesh: Optional[Mesh] = None, axis_name: str = "data",
-        refine_margin: int = DEFAULT_REFINE_MARGIN, symmetric: bool = True):
+        refine_margin: int = DEFAULT_REFINE_MARGIN, symmetric="auto"):
   """Exact kNN of every point of ``x`` [N, D] among the points of ``x``.
 
   With ``exclude_self`` (default) point i is masked out of its own list by index (k <= N - 1);
   without it, point i competes like any other point (distance 0, so it is first unless an exact
   duplicate with a lower index exists). Returns (dists [N, k], idx [N, k] int32); see ``knn_query``.
 
-  ``symmetric=True`` (default) uses the symmetry of the distance matrix: the N x N matrix is cut into
+  ``symmetric=True`` uses the symmetry of the distance matrix: the N x N matrix is cut into
   chunk_size x chunk_size blocks and only the blocks (I, J), I <= J, are computed (half the matmul
   FLOPs); block pairs are sharded over the mesh and the per-device candidate lists are merged.
   Memory per device: O(chunk_size^2 + N * (k + refine_margin)). ``symmetric=False`` runs
   ``knn_query(x, x)`` (query chunks against all points, O(chunk_size * N)). Both return the same result.
+  ``"auto"`` (default) picks the symmetric path for D >= 64 (matmul-bound) and the query path otherwise.
   """
   metric = _check_metric(metric)
   x = _check_points(x, "x")
   k = _check_k(k, x.shape[0], exclude_self)
   if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
     raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
+  if symmetric == "auto":
+    symmetric = x.shape[1] >= 64
   if symmetric:
     return _knn_symmetric(x, k, metric, exclude_self, int(chunk_size), mesh, axis_name, refine_margin)
   ids = jnp.arange(x.shape[0], dtype=jnp.int32) if exclude_self else None
