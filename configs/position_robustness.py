@@ -1,0 +1,173 @@
+"""Length extrapolation through position robustness (kexue 9444; Ruoss et al. 2023; CHE of Deletang et al.).
+
+Reproduces, at reduced size:
+  * CHE (Chomsky-hierarchy tasks): randomized positional encodings (sorted random subsets of [0, L), L=2048)
+    vs plain positions for sin/cos, RoPE and ALiBi; train lengths 1..40, test lengths up to 500, per-token
+    accuracy. Published (Ruoss et al., reproduced as figures in 9444): randomization improves every PE,
+    +12.0 points on average over 15 tasks x 6 PEs; Bucket Sort reaches ~100% with randomization; randomized
+    ALiBi averages below randomized RoPE.
+  * MLM 64 -> 512 (Su's own, qualitative only): RoPE baseline, + log n, RPE with random / grid test, +- log n,
+    equal-mean (exponential) +- log n, equal-mean Beta, and the 9431 window "super-baseline". Article's ordering:
+    equal-mean + log n best; log n helps; grid test beats random test.
+
+Command: python -m experiments.run --config=configs/position_robustness.py:<variant> --workdir=results/position_robustness/<variant>
+
+Variants and time (2-core CPU shared with other jobs / one GPU):
+  smoke              ~30-60 s CPU (compile dominated): 1 tiny CHE group + a tiny MLM; used by the tests.
+  quick              ~1-2 min CPU: Bucket Sort x RoPE, plain vs randomized (the headline effect) at toy size.
+  che                ~10 min CPU (REDUCED: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1 seed,
+                     2-layer d=64 models, 400 steps, batch 32, test lengths {41, 100, 200, 500} x 32 samples).
+                     GPU: a few minutes.
+  che_full           GPU only (not run here): all 15 tasks x 6 PEs x {plain, randomized, randomized_grid},
+                     5-layer d=64 8-head post-LN, dropout 0.1, lr 3e-4, 10 seeds vmapped, 100k steps, batch 128,
+                     every length 41..500 x 512 samples. Hours on one GPU; scale steps to the measured step time.
+  mlm_extrapolation  ~8 min CPU (2 layers, d=64, 1500 steps); GPU variant: set mlm.num_layers=4, d_model=128,
+                     train_steps=20000 (spec 07 C2).
+  bench              ~1-2 min CPU: step time randomized vs plain positions (target overhead <= 5%).
+"""
+import ml_collections
+
+from configs import common
+
+VARIANTS = {
+    "smoke": "seconds-to-a-minute; tiny CHE + tiny MLM end to end (used by the tests)",
+    "quick": "~1-2 min CPU: Bucket Sort, RoPE plain vs randomized (headline: randomization extrapolates)",
+    "che": "~10 min CPU, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}",
+    "che_full": "GPU: all 15 CHE tasks x 6 PEs x {plain, randomized, grid test}, 10 seeds, 100k steps",
+    "mlm_extrapolation": "~8 min CPU: char MLM trained at 64, tested at 512; all arms of the issue",
+    "bench": "step time randomized vs plain positions (overhead ratio), CHE throughput",
+}
+REPRODUCE = ["che", "mlm_extrapolation", "bench"]
+
+ALL_TASKS = ("even_pairs", "modular_arithmetic", "parity_check", "cycle_navigation", "stack_manipulation",
+             "reverse_string", "modular_arithmetic_brackets", "solve_equation", "duplicate_string",
+             "missing_duplicate", "odds_first", "binary_addition", "binary_multiplication", "compute_sqrt",
+             "bucket_sort")
+REDUCED_TASKS = ("even_pairs", "parity_check", "cycle_navigation", "missing_duplicate", "reverse_string",
+                 "bucket_sort")
+
+
+def _che(variant: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.tasks = REDUCED_TASKS
+  c.pes = ("sin_cos", "rope", "alibi")
+  c.arms = ("plain", "randomized")            # see experiments.position_robustness.parse_arm
+  c.seeds = 1
+  c.train_max_length = 40                     # N: training lengths 1..N
+  c.test_lengths = (41, 100, 200, 500)
+  c.max_len = 2048                            # L
+  c.per_layer = True                          # RoPE/ALiBi/relative positions resampled in every layer (ref.)
+  c.relative_index_bug = False
+  c.num_layers = 2
+  c.d_model = 64
+  c.num_heads = 4
+  c.ffn_mult = 4
+  c.dropout = 0.0
+  c.learning_rate = 1e-3
+  c.grad_clip = 1.0
+  c.batch_size = 32
+  c.train_steps = 400
+  c.log_every = 100
+  c.eval_samples = 32
+  c.eval_batch = 16
+  if variant == "smoke":
+    c.tasks = ("reverse_string",)
+    c.pes = ("rope",)
+    c.arms = ("plain", "randomized", "equal_mean")
+    c.train_max_length = 6
+    c.test_lengths = (12,)
+    c.max_len = 64
+    c.num_layers = 1
+    c.d_model = 16
+    c.num_heads = 2
+    c.batch_size = 8
+    c.train_steps = 20
+    c.log_every = 10
+    c.eval_samples = 8
+    c.eval_batch = 8
+  elif variant == "quick":
+    c.tasks = ("bucket_sort",)
+    c.pes = ("rope",)
+    c.arms = ("plain", "randomized")
+    c.test_lengths = (41, 100, 200)
+    c.train_steps = 600
+    c.log_every = 100
+  elif variant == "che_full":
+    c.tasks = ALL_TASKS
+    c.pes = ("none", "sin_cos", "learned", "rope", "relative", "alibi")
+    c.arms = ("plain", "randomized", "randomized_grid")
+    c.seeds = 10
+    c.test_lengths = tuple(range(41, 501))
+    c.num_layers = 5
+    c.num_heads = 8
+    c.dropout = 0.1
+    c.learning_rate = 3e-4
+    c.batch_size = 128
+    c.train_steps = 100_000
+    c.log_every = 1000
+    c.eval_samples = 512
+    c.eval_batch = 128
+  elif variant == "bench":
+    c.pes = ("rope", "sin_cos")
+    c.seeds = 4
+    c.batch_size = 32
+    c.log_every = 20
+  return c
+
+
+def _mlm(variant: str) -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.train_len = 64
+  m.test_len = 512
+  m.max_len = 2048                            # L of the RPE arms
+  m.beta_kappas = (4.0,)                      # kappa = alpha + beta of the Beta equal-mean sampler (swept)
+  m.min_span = 0.0                            # no floor on the exponential span (the article says nothing)
+  m.num_layers = 2
+  m.d_model = 64
+  m.num_heads = 4
+  m.learning_rate = 1e-3
+  m.batch_size = 32
+  m.train_steps = 1500
+  m.log_every = 100
+  m.eval_windows = 16                         # windows of 512 (and 8x as many of 64: same number of chars)
+  m.eval_chunks = 2
+  m.random_test_draws = 2
+  if variant == "smoke":
+    m.train_len = 8
+    m.test_len = 32
+    m.max_len = 64
+    m.num_layers = 1
+    m.d_model = 16
+    m.num_heads = 2
+    m.batch_size = 8
+    m.train_steps = 10
+    m.log_every = 10
+    m.eval_windows = 2
+    m.eval_chunks = 1
+    m.random_test_draws = 1
+  return m
+
+
+def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
+  cfg = common.base_config("position_robustness", variant, VARIANTS)
+  cfg.parts = {"smoke": ("che", "mlm"), "quick": ("che",), "che": ("che",), "che_full": ("che",),
+               "mlm_extrapolation": ("mlm",), "bench": ("bench",)}[variant]
+  cfg.che = _che(variant)
+  cfg.mlm = _mlm(variant)
+  cfg.bench = ml_collections.ConfigDict()
+  cfg.bench.task = "reverse_string"
+  cfg.bench.pes = ("rope", "sin_cos")
+  cfg.bench.repeats = 5
+  reduced = variant in ("smoke", "quick", "che", "mlm_extrapolation", "bench")
+  cfg.notes = (
+      "REDUCED reproduction on a shared 2-core CPU: few steps, 1 seed, small models, a handful of test lengths "
+      "and 32 samples per length; the published numbers come from 10 seeds x 3 learning rates and up to 2M "
+      "steps (Ruoss et al.), so only directions of effects are compared. Evaluation is deterministic (no "
+      "dropout); positions at test follow each arm's protocol (random: one draw per evaluation batch; grid: "
+      "p_k = k L / M with M the longest test sequence in tokens). Sequences are the task tokens followed by one "
+      "empty token per output (non-autoregressive); positions cover the whole sequence, so Reverse String at "
+      "n=500 uses 1000 positions of L=2048. CHE score = mean per-token accuracy over the test lengths > N "
+      "(max over seeds in the rows). Cycle Navigation uses the reference-code action map {-1, 0, +1}."
+      if reduced else
+      "Full-size protocol (spec 07 §3.7): dropout 0.1 in training, deterministic evaluation.")
+  return cfg
