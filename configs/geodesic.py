@@ -64,16 +64,16 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
 
   # --- sanity: sphere and swiss roll
   cfg.sphere_ns = {"smoke": (300,), "quick": (2000,), "full": (2000, 8000, 32000)}.get(variant, (500, 2000, 8000))
-  cfg.sphere_ks = (5, 10) if small else (5, 10, 20)
+  cfg.sphere_ks = (10,) if small else (5, 10, 20)
   cfg.sphere_spearman_sources = 50 if small else 200
   cfg.swiss_n = {"smoke": 300, "quick": 1000}.get(variant, 2000)
-  cfg.swiss_ks = (5, 10) if small else (5, 10, 20)
+  cfg.swiss_ks = (10,) if small else (5, 10, 20)
   cfg.swiss_noise = 0.0
 
   # --- retrieval (G3) and centroid themes (G4)
   cfg.retrieval_datasets = {"smoke": ("digits",), "quick": ("digits",)}.get(
       variant, ("digits", "fashion_mnist_pixels", "fashion_mnist_pca"))
-  cfg.retrieval_ks = {"smoke": (5,), "quick": (10,)}.get(variant, (5, 10, 20))
+  cfg.retrieval_ks = {"smoke": (10,), "quick": (5, 10, 20)}.get(variant, (5, 10, 20))
   cfg.digits_n = 300 if small else 0          # 0 = all 1797
   cfg.fashion_n = 10000 if variant == "full" else 5000
   cfg.pca_dim = 50
@@ -102,9 +102,9 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.summ_oracle = not small
 
   # --- bench
-  cfg.bench_n = 1000 if small else 10000
+  cfg.bench_n = 500 if small else 10000
   cfg.bench_k = 10
-  cfg.bench_apsp_n = 200 if small else 2000
-  cfg.bench_sources = 8 if small else 64
+  cfg.bench_apsp_n = 100 if small else 2000
+  cfg.bench_sources = 4 if small else 64
   cfg.bench_repeats = 3 if small else 20
   return cfg
