@@ -1,0 +1,120 @@
+"""Hubness measures, volume collapse, hub sampler, GAN metrics, and the hubness config's smoke run."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from research.geometry import hub_sampler as S
+from research.geometry import hubness as H
+
+
+# ---- volume ratio: exact table of the spec (closed form), log space, Monte Carlo -------------------
+RHO = {1: 1.0, 2: 0.78540, 3: 0.52360, 4: 0.30843, 5: 0.16449, 6: 0.080746, 8: 0.015854,
+       10: 2.4904e-3, 12: 3.2599e-4, 16: 3.5909e-6, 20: 2.4611e-8, 32: 1.0019e-15}
+
+
+def test_volume_ratio_table_and_log_space():
+  n = np.array(list(RHO))
+  np.testing.assert_allclose(H.volume_ratio(n), list(RHO.values()), rtol=1e-4)
+  np.testing.assert_allclose(H.log10_volume_ratio([64, 128, 512]), [-38.78, -95.82, -533.79], atol=6e-3)
+  assert np.isfinite(H.log_volume_ratio(10_000)) and H.volume_ratio(2000) == 0.0   # underflow handled
+  # recursion V_n = 2 pi / n V_{n-2}, and Stirling's approximation becomes relatively exact
+  m = np.arange(3, 200)
+  np.testing.assert_allclose(H.log_ball_volume(m) - H.log_ball_volume(m - 2), np.log(2 * np.pi / m))
+  assert abs(H.log_ball_volume_stirling(1000) - H.log_ball_volume(1000)) < 1e-3
+
+
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_monte_carlo_acceptance(n):
+  p, se = H.monte_carlo_ball_in_cube(n, 200_000, seed=n)
+  assert abs(p - H.volume_ratio(n)) < 4.5 * math.sqrt(H.volume_ratio(n) * (1 - H.volume_ratio(n)) / 2e5)
+
+
+# ---- hubness measures vs hand-computed toys and scipy -----------------------------------------------
+def test_measures_on_toy_occurrence():
+  nk = np.array([0, 0, 1, 2, 2, 3, 12])          # n = 7, sum = 20; k = 20/7 is not needed here
+  k = 2
+  assert H.k_skewness(nk) == pytest.approx(stats.skew(nk))
+  s = nk.std(ddof=1)
+  assert H.k_skewness_truncnorm(nk) == pytest.approx(stats.truncnorm(-nk.mean() / s, np.inf).moment(3))
+  assert H.robinhood_index(nk) == pytest.approx(0.5 * np.abs(nk - nk.mean()).sum() / nk.sum())
+  brute_gini = np.abs(nk[:, None] - nk[None]).sum() / (2 * 7 * nk.sum())
+  assert H.gini_index(nk) == pytest.approx(brute_gini)
+  assert H.atkinson_index(nk) == pytest.approx(1 - np.mean(np.sqrt(nk)) ** 2 / nk.mean())
+  assert H.antihub_occurrence(nk) == pytest.approx(2 / 7)
+  assert H.hub_occurrence(nk, k) == pytest.approx((12 + 3 + 2 + 2) / (2 * 7))   # N >= 2k = 4? no:
+  assert H.groupie_ratio(nk, k) == pytest.approx(12 / 14)
+
+
+def test_measures_uniform_occurrence_is_zero_inequality():
+  nk = np.full(50, 5)
+  m = H.hubness_measures(nk, 5)
+  assert m["robinhood"] == 0 and m["gini"] == 0 and abs(m["atkinson"]) < 1e-12
+  assert m["antihub_occurrence"] == 0 and m["hub_occurrence"] == 0
+  with pytest.raises(ValueError):
+    H.hubness_measures(np.array([1, -1]), 1)
+
+
+# ---- hub sampler ---------------------------------------------------------------------------------
+def test_threshold_rules_and_calibration():
+  v = np.array([0, 1, 2, 50, 50, 51, 70])
+  su = S.HubRule(n_ref=100, k=5, threshold=50, strict=True)
+  off = S.HubRule(n_ref=100, k=5, threshold=50, strict=False, include_self=True)
+  assert S.HubRule.passes(su, v).sum() == 2 and off.passes(v).sum() == 4
+  t = S.calibrate_threshold(v, 3 / 7, strict=True)
+  assert np.mean(v > t) <= 3 / 7 and np.mean(v > t - 1) > 3 / 7
+  with pytest.raises(ValueError, match="No latent can pass"):
+    S.HubRule(n_ref=100, k=5, threshold=99, strict=True).validate()     # max N_k = 99
+  S.HubRule(n_ref=100, k=5, threshold=100, strict=False, include_self=True).validate()
+  with pytest.raises(ValueError, match="k"):
+    S.HubRule(n_ref=10, k=10).validate()
+
+
+def test_sampler_collects_equal_counts_and_errors_instead_of_looping():
+  rule = S.HubRule(n_ref=300, k=5, threshold=12, strict=True, space="z")
+  out = S.select_with_controls(jax.random.key(0), 20, 40, rule, max_batches=20,
+                               knn_kw={"chunk_size": 64})
+  assert out["z_hub"].shape == (20, 40) and out["z_minnorm"].shape == (20, 40)
+  assert np.all(out["hub_values"] > 12) and 0 < out["acceptance"] < 0.2
+  # hubs are central: smaller norms than random latents on average (Sec. 3.4)
+  assert np.linalg.norm(out["z_hub"], axis=1).mean() < np.linalg.norm(out["z_random"], axis=1).mean()
+  # a passable-in-principle but practically unreachable threshold stops with an error
+  with pytest.raises(RuntimeError, match="acceptance"):
+    S.select_with_controls(jax.random.key(1), 5, 40, S.HubRule(n_ref=300, k=5, threshold=250),
+                           max_batches=2, knn_kw={"chunk_size": 64}, controls=False)
+  with pytest.raises(ValueError, match="mapping"):
+    S.select_with_controls(jax.random.key(1), 5, 4, S.HubRule(n_ref=30, k=3, threshold=3, space="w"))
+  np.testing.assert_allclose(S.truncate(jnp.ones(3), 0.5, center=jnp.zeros(3) + 1.0), 1.0)
+
+
+# ---- GAN evaluation metrics ------------------------------------------------------------------------
+def test_precision_recall_fd_self_and_shift():
+  from research.eval import generative as G
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(300, 8)).astype(np.float32)
+  pr = G.precision_recall(a, a, k=3)
+  assert pr["precision"] == 1.0 and pr["recall"] == 1.0
+  dc = G.density_coverage(a, a, k=3)
+  assert dc["coverage"] == 1.0
+  assert abs(G.frechet_distance(a, a)) < 1e-6
+  # FD of two Gaussians: ||mu||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}) with S = diag
+  b = a * 2.0 + 1.0
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  ca, cb = np.cov(a.T.astype(np.float64)), np.cov(b.T.astype(np.float64))
+  import scipy.linalg
+  ref = ((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * np.real(scipy.linalg.sqrtm(ca @ cb)))
+  assert G.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+  far = G.precision_recall(a, a + 100.0, k=3)
+  assert far["precision"] == 0.0 and far["recall"] == 0.0
+
+
+def test_smoke_config_end_to_end(tmp_path):
+  from tests.helpers import run_experiment
+  rec = run_experiment("hubness.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  assert m["volume_log10_rho_512"] == pytest.approx(-533.79, abs=0.01)
+  assert any(k.endswith("_skew") for k in m)
+  assert any(k.startswith("gan_") and k.endswith("_precision") for k in m)

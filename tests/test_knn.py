@@ -1,0 +1,79 @@
+"""Exact chunked/sharded kNN (research.geometry.knn): brute-force oracle, ties, self, invariants."""
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from research.geometry import knn as K
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(97, 6)).astype(np.float32)        # 97: not a multiple of chunks or devices
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_chunked_equals_brute_force(metric, symmetric):
+  # chunk 16 -> 7 blocks over 8 devices (padding of queries and of block pairs exercised)
+  d, i = K.knn(X, 5, metric=metric, chunk_size=16, symmetric=symmetric)
+  dr, ir = K.brute_force_knn_numpy(X, 5, metric=metric)
+  np.testing.assert_array_equal(np.asarray(i), ir)
+  np.testing.assert_allclose(np.asarray(d), dr, rtol=1e-5, atol=1e-6)
+
+
+def test_euclidean_and_query_against_other_refs():
+  q = RNG.normal(size=(13, 6)).astype(np.float32)
+  d, i = K.knn_query(q, X, 4, metric="euclidean", chunk_size=4)
+  full = np.sqrt(((q[:, None].astype(np.float64) - X[None]) ** 2).sum(-1))
+  ir = np.argsort(full, axis=1, kind="stable")[:, :4]
+  np.testing.assert_array_equal(np.asarray(i), ir)
+  np.testing.assert_allclose(np.asarray(d), np.take_along_axis(full, ir, 1), rtol=1e-5)
+
+
+def test_ties_broken_by_lower_index_and_self_masked_explicitly():
+  # heavily quantised points: many exact duplicates and equal distances
+  xq = RNG.integers(0, 3, size=(40, 2)).astype(np.float32)
+  for ex, sym in ((True, True), (False, False)):
+    _, i = K.knn(xq, 6, chunk_size=8, exclude_self=ex, symmetric=sym)
+    _, ir = K.brute_force_knn_numpy(xq, 6, exclude_self=ex)
+    np.testing.assert_array_equal(np.asarray(i), ir)
+    if ex:   # self never listed although its exact duplicates are
+      assert not np.any(np.asarray(i) == np.arange(40)[:, None])
+
+
+def test_k_occurrence_invariants_and_self_rule():
+  x = RNG.normal(size=(120, 40)).astype(np.float32)
+  _, idx = K.knn(x, 5, chunk_size=32)
+  nk = np.asarray(K.k_occurrence(idx, 120))
+  assert nk.sum() == 120 * 5 and nk.mean() == 5.0
+  np.testing.assert_array_equal(nk, np.bincount(np.asarray(idx).ravel(), minlength=120))
+  # official rule: self-included count == 1 + N_{k-1}; and it equals the count from a list that
+  # contains the query (exclude_self=False) when there are no duplicates
+  h_self = np.asarray(K.hub_values(x, 5, include_self=True, chunk_size=32))
+  n4 = np.asarray(K.hub_values(x, 4, chunk_size=32))
+  np.testing.assert_array_equal(h_self, 1 + n4)
+  _, idx_in = K.knn(x, 5, exclude_self=False, chunk_size=32)
+  np.testing.assert_array_equal(np.asarray(idx_in)[:, 0], np.arange(120))
+  np.testing.assert_array_equal(np.asarray(K.k_occurrence(idx_in, 120)), h_self)
+
+
+def test_custom_mesh_and_padding_ignored():
+  mesh = Mesh(np.array(jax.devices()[:2]), ("q",))
+  d, i = K.knn(X, 3, chunk_size=10, mesh=mesh, axis_name="q", symmetric=False)
+  _, ir = K.brute_force_knn_numpy(X, 3)
+  np.testing.assert_array_equal(np.asarray(i), ir)
+  assert np.asarray(K.k_occurrence(np.array([[0, -1], [1, 1]]), 3)).tolist() == [1, 2, 0]
+
+
+def test_bad_input_errors():
+  with pytest.raises(ValueError, match="too large"):
+    K.knn(X[:5], 5)                                  # k >= N with self excluded
+  with pytest.raises(ValueError, match="non-finite"):
+    K.knn(np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0]]), 1)
+  with pytest.raises(ValueError, match="metric"):
+    K.knn(X, 2, metric="manhattan")
+  with pytest.raises(ValueError, match="2-D"):
+    K.knn(X[0], 1)
+  with pytest.raises(ValueError, match="dim"):
+    K.knn_query(X[:, :3], X, 1)
+  with pytest.raises(ValueError, match="zero vectors"):
+    K.knn(np.zeros((4, 3), np.float32), 1, metric="cosine")
