@@ -1,0 +1,160 @@
+"""Position samplers, log-n, randomized PEs (kexue 9444) and the config's smoke run."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.nn import attention as attn_lib
+from research.nn import position as pos_lib
+from research.nn import position_sampling as ps
+from tests.helpers import run_experiment
+
+
+def test_rpe_random_sorted_distinct_in_range_and_uniform():
+  p = np.asarray(ps.rpe_random(jax.random.key(0), 16, 64, (2000,)))
+  assert p.shape == (2000, 16) and p.dtype == np.int32
+  assert np.all(np.diff(p, axis=1) > 0)                # sorted and distinct
+  assert p.min() >= 0 and p.max() < 64
+  # Marginal inclusion probability of every position is n/L = 1/4 (uniform subsets): Monte Carlo, 5 sigma.
+  freq = np.bincount(p.ravel(), minlength=64) / 2000
+  assert np.all(np.abs(freq - 0.25) < 5 * math.sqrt(0.25 * 0.75 / 2000))
+  # The k-th order statistic of a uniform n-subset of {0..L-1} has mean (k+1)(L+1)/(n+1) - 1.
+  k = np.arange(16)
+  np.testing.assert_allclose(p.mean(0), (k + 1) * 65 / 17 - 1, atol=0.6)
+  # Per-example draws differ; a batch shape of () gives one shared draw.
+  assert not np.array_equal(p[0], p[1])
+  assert ps.rpe_random(jax.random.key(0), 5, 10).shape == (5,)
+
+
+def test_rpe_random_with_traced_length_is_a_uniform_prefix():
+  f = jax.jit(lambda k, n: ps.rpe_random(k, 8, 32, (4000,), length=n))
+  p = np.asarray(f(jax.random.key(1), 3))
+  real = p[:, :3]
+  assert np.all(np.diff(real, axis=1) > 0) and real.max() < 32
+  assert np.all(p[:, 3:] == 31)                       # padding slots
+  freq = np.bincount(real.ravel(), minlength=32) / 4000
+  assert np.all(np.abs(freq - 3 / 32) < 5 * math.sqrt((3 / 32) * (29 / 32) / 4000))
+
+
+def test_grid_positions_and_support():
+  g = np.asarray(ps.rpe_grid(512, 2048, 512))
+  np.testing.assert_array_equal(g, 4 * np.arange(512))       # 0, 4, ..., 2044 (spec §3.3)
+  assert g.max() < 2048 and g.dtype == np.int32
+  # Prefix property with spacing L/M; per-length spacing L/n spans the range instead.
+  np.testing.assert_array_equal(np.asarray(ps.rpe_grid(64, 2048, 512)), g[:64])
+  np.testing.assert_array_equal(np.asarray(ps.rpe_grid(64, 2048, spacing="per_length")), 32 * np.arange(64))
+  f = np.asarray(ps.rpe_grid(3, 10, 4))                      # non-integer spacing -> float positions
+  np.testing.assert_allclose(f, [0.0, 2.5, 5.0])
+
+
+def test_equal_mean_spans_have_mean_n_and_evenly_spaced_positions():
+  n = 64
+  key = jax.random.key(2)
+  s = np.asarray(ps.sample_span(key, n, "exponential", (50_000,)))
+  assert abs(s.mean() / n - 1) < 0.02
+  assert abs((s < n).mean() - (1 - math.exp(-1))) < 0.01    # P(s < N) = 1 - 1/e
+  assert abs((s > 4 * n).mean() - math.exp(-4)) < 0.003     # P(s > 4N) = e^-4
+  sb = np.asarray(ps.sample_span(key, n, "beta", (20_000,), max_test_len=512, kappa=8.0))
+  assert abs(sb.mean() / n - 1) < 0.03 and sb.max() <= 512
+  sp = np.asarray(ps.sample_span(key, n, "poisson", (20_000,)))
+  assert abs(sp.mean() / n - 1) < 0.01 and abs(sp.std() / math.sqrt(n) - 1) < 0.03
+  p = np.asarray(ps.equal_mean(key, n, "exponential", (20_000,)))
+  assert p.dtype == np.float32 and np.all(p[:, 0] == 0)
+  d = np.diff(p, axis=1)
+  np.testing.assert_allclose(d, d[:, :1] * np.ones_like(d), rtol=1e-4, atol=1e-5)  # evenly spaced
+  np.testing.assert_allclose(p.mean(0)[1:] / (np.arange(1, n) * n / (n - 1)), 1.0, atol=0.03, rtol=0)
+  # Traced length: spacing from the real length m, E[s] = m.
+  q = np.asarray(jax.jit(lambda k, m: ps.equal_mean(k, 8, "exponential", (20_000,), length=m))(key, 5))
+  assert abs(q[:, 4].mean() / 5 - 1) < 0.03
+
+
+def test_rpe_distances_and_relative_matrix():
+  d = np.asarray(ps.rpe_distances(jax.random.key(3), 6, 20, (100,)))
+  assert np.all(d[:, 0] == 0) and np.all(np.diff(d, axis=1) > 0) and d.max() < 20
+  r = np.asarray(ps.distances_to_relative(jnp.asarray(d[0])))
+  for i in range(6):
+    for j in range(6):
+      assert r[i, j] == (d[0, j - i] if j >= i else -d[0, i - j])
+
+
+def test_bad_inputs_raise_clear_errors():
+  with pytest.raises(ValueError, match="L >= M"):
+    ps.check_support(256, 512)
+  with pytest.raises(ValueError, match="L >= M"):
+    ps.PositionConfig(train_mode="random", max_len=100, max_test_len=500)
+  with pytest.raises(ValueError, match="must be <= L"):
+    ps.rpe_random(jax.random.key(0), 10, 8)
+  with pytest.raises(TypeError, match="integer positions"):
+    ps.check_learned_positions(jnp.arange(4, dtype=jnp.float32))
+  with pytest.raises(ValueError, match="rows"):
+    ps.check_learned_positions(jnp.arange(10), table_size=8)
+  lp = pos_lib.LearnedPositions(max_len=8, dim=4)
+  with pytest.raises(TypeError, match="integer positions"):
+    lp.init(jax.random.key(0), ps.equal_mean(jax.random.key(0), 4))
+  with pytest.raises(ValueError, match="test length"):
+    ps.sample_positions(ps.PositionConfig("random", "grid", 64, 16), jax.random.key(0), 20, train=False)
+  with pytest.raises(ValueError, match="train_mode"):
+    ps.PositionConfig(train_mode="grid")
+
+
+def test_sample_positions_granularity():
+  cfg = ps.PositionConfig("random", "grid", max_len=128, max_test_len=32, per_example=True, per_layer=True)
+  p = np.asarray(ps.sample_positions(cfg, jax.random.key(0), 10, batch_size=3, num_layers=2))
+  assert p.shape == (2, 3, 10)
+  assert not np.array_equal(p[0], p[1]) and not np.array_equal(p[0, 0], p[0, 1])
+  shared = ps.PositionConfig("random", "grid", max_len=128, max_test_len=32)
+  assert ps.sample_positions(shared, jax.random.key(0), 10, batch_size=3, num_layers=2).shape == (1, 10)
+  np.testing.assert_array_equal(ps.sample_positions(shared, jax.random.key(0), 5, train=False)[0],
+                                [0, 4, 8, 12, 16])
+  em = ps.PositionConfig("equal_mean", "sequential")
+  assert ps.sample_positions(em, jax.random.key(0), 5).dtype == jnp.float32
+  np.testing.assert_array_equal(ps.sample_positions(em, jax.random.key(0), 5, train=False)[0], np.arange(5))
+
+
+def test_rope_relative_invariance_with_float_positions():
+  """Equal-mean positions are real: RoPE logits depend only on p_j - p_i, also for non-integer shifts."""
+  q = jax.random.normal(jax.random.key(0), (1, 5, 2, 8))
+  k = jax.random.normal(jax.random.key(1), (1, 5, 2, 8))
+  p = ps.equal_mean(jax.random.key(2), 5)
+  logits = lambda pp: jnp.einsum("bqhd,bkhd->bhqk", pos_lib.apply_rope(q, pp), pos_lib.apply_rope(k, pp))
+  np.testing.assert_allclose(logits(p), logits(p + 3.7), atol=2e-4)
+
+
+def test_noisy_relative_table_fixed_vs_as_released():
+  offs = jnp.arange(-3, 4)
+  fixed = np.asarray(pos_lib.relative_sinusoid(offs, 16))
+  assert len({tuple(np.round(r, 6)) for r in fixed}) == 7       # distinct offsets -> distinct rows
+  bug = np.asarray(pos_lib.relative_sinusoid(offs, 16, relative_index_bug=True, table_len=32))
+  # offset + L clamped to L-1: offsets -1, 0, 1, 2, 3 all read row L-1 (spec §4).
+  for i in range(2, 7):
+    np.testing.assert_allclose(bug[i], bug[2])
+  assert not np.allclose(bug[0], bug[1])
+
+
+def test_logn_scaling_factor_in_attention():
+  assert float(ps.logn_factor(512, 64)) == pytest.approx(1.5)
+  assert float(ps.logn_factor(32, 64)) < 1 and float(ps.logn_factor(32, 64, clamp=True)) == 1.0
+  # Attention with logn_train_len=m at length n equals plain attention with logits x log n / log m: with q
+  # scaled by that factor (softmax input linear in q), outputs agree.
+  x = jax.random.normal(jax.random.key(0), (1, 16, 8))
+  cfg = attn_lib.AttentionConfig(pe="rope", use_bias=False)
+  mha = attn_lib.MultiHeadAttention(2, cfg)
+  params = mha.init(jax.random.key(1), x)
+  _, a_log = attn_lib.MultiHeadAttention(2, cfg.replace(logn_train_len=4)).apply(params, x, return_weights=True)
+  f = math.log(16) / math.log(4)
+  params2 = jax.tree_util.tree_map_with_path(
+      lambda path, v: v * f if "query" in jax.tree_util.keystr(path) else v, params)
+  _, a_ref = mha.apply(params2, x, return_weights=True)
+  np.testing.assert_allclose(a_log, a_ref, atol=1e-5)
+
+
+def test_smoke_end_to_end(tmp_path):
+  rec = run_experiment("position_robustness.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  for arm in ("plain", "randomized", "equal_mean"):
+    v = m[f"che/reverse_string/rope/{arm}/mean_acc"]
+    assert 0.0 <= v <= 1.0
+  assert "mlm/7/acc_32" in m and "mlm/9/acc_32" in m
+  assert any("randomized vs plain" in r["name"] for r in rec["rows"])
