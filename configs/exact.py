@@ -1,0 +1,140 @@
+"""Article 9098 (Su Jianlin, "How to train your accuracy?"): EXACT and smoothed-accuracy losses.
+
+Reproduces, with the library in ``research/losses/exact.py`` (EXACT expected accuracy: Gauss-Hermite quadrature
+on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estimator with its coded gradient),
+``research/losses/surrogates.py`` and ``research/optim/grad_normalizer.py``:
+
+* ``toy`` -- the article's 3-point example {(-0.25,-1),(0,-1),(0.25,1)} with f(x) = x - b. Published (Su):
+  CE optimum b = 0.7, hinge optimum b in [0.75, 1], perfect accuracy needs b in (0, 0.25). Also the learnable
+  scale f(x) = k(x - b) (Su's objection: CE and hinge then find a correct b) and EXACT with trainable sigma.
+* ``tabular`` -- the paper's Table 1 protocol on breast-cancer and wine (scikit-learn copies of the UCI files):
+  linear model, SGD + momentum, per-epoch exponential LR to 1e-4, sigma/temperature schedule 10 -> 0.01,
+  gradient normaliser (EXACT) or clipping (others), 20-trial random search on a validation split, 5 seeds.
+  Published: breast-cancer sklearn 95.61, CE 95.61, hinge/sigmoid/Beta-Bernoulli/polynomial/PolyLoss 97.37,
+  EXACT 96.49; wine 100.0 for all. The whole search is one jitted ``vmap`` over trials per method.
+* ``fashion`` -- from-scratch Flax CNN on Fashion-MNIST: CE vs softmax 1 - p vs EXACT (mean, meanlog); Su's claim
+  is that CE wins from scratch. CPU budget: a training subset and a few hundred steps (``fashion``); the
+  ``fashion_gpu`` variant is the full-size protocol for an accelerator (not run here).
+* ``estimator`` -- bias, standard deviation and time of the quadrature vs the Genz estimator, C in {2,10,100,1000}.
+* ``bench`` -- EXACT (quadrature) forward+backward vs cross-entropy, batch 256 x {10, 100, 1000} classes; quadrature
+  vs Genz at equal error. Ratios only.
+* ``quick`` -- toy + a reduced breast-cancer search (+ Su's CE ~ 1 - E[p] correlation) + a small estimator table.
+
+Command: ``python -m experiments.run --config=configs/exact.py:<variant> --workdir=results/exact/<variant>``
+
+Time on the 2-core CPU (shared): smoke ~15 s, quick ~60 s, toy ~20 s, tabular ~4 min, estimator ~1 min,
+fashion ~6 min, bench ~1 min. On a GPU: everything except fashion_gpu takes seconds; fashion_gpu ~10 min.
+"""
+import ml_collections
+
+from configs import common
+
+VARIANTS = {
+    "smoke": "seconds; every part at toy size (used by the tests)",
+    "quick": "~60 s on CPU: toy + reduced breast-cancer search + estimator (make run's tour)",
+    "toy": "the article's 3-point example: CE / hinge / EXACT optima of b, learnable scale, trainable sigma",
+    "tabular": "paper Table 1 protocol on breast-cancer and wine, all 8 methods, 20 trials + 5 seeds",
+    "fashion": "Fashion-MNIST CNN from scratch: CE vs 1-p vs EXACT mean/meanlog (CPU-reduced budget)",
+    "fashion_gpu": "the same at full size for an accelerator (not run on CPU)",
+    "estimator": "quadrature vs Genz: bias, std and time for C in {2, 10, 100, 1000}",
+    "bench": "EXACT fwd+bwd vs CE at batch 256 x {10,100,1000}; quadrature vs Genz at equal error",
+}
+REPRODUCE = ["toy", "tabular", "estimator", "fashion", "bench"]
+
+TABULAR_METHODS = ("sklearn", "ce", "hinge", "sigmoid", "beta_bernoulli", "polynomial", "polyloss", "exact")
+
+
+def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
+  cfg = common.base_config("exact", variant, VARIANTS)
+  parts = {
+      "smoke": "toy,tabular,estimator",
+      "quick": "toy,tabular,estimator",
+      "toy": "toy",
+      "tabular": "tabular",
+      "fashion": "fashion",
+      "fashion_gpu": "fashion",
+      "estimator": "estimator",
+      "bench": "bench",
+  }[variant]
+  cfg.parts = parts
+  small = variant == "smoke"
+
+  # ---- toy (spec 02 §3.7) ----
+  cfg.toy = ml_collections.ConfigDict()
+  cfg.toy.b_min, cfg.toy.b_max, cfg.toy.b_step = -0.5, 1.5, 0.001
+  cfg.toy.exact_steps = 300 if small else 5000     # SGD lr 0.01 on (b, log sigma), as the fork's toy example
+  cfg.toy.exact_lr = 0.01
+  cfg.toy.exact_init_b = 0.7                       # start from the CE optimum
+  cfg.toy.exact_init_log_sigma = 0.0
+  cfg.toy.scale_steps = 300 if small else 5000     # learnable k(x - b), Adam
+  cfg.toy.scale_lr = 0.01
+  cfg.toy.plot_sigmas = "1.0,0.3,0.1,0.03"
+
+  # ---- tabular (spec 02 §5.2) ----
+  cfg.tab = ml_collections.ConfigDict()
+  cfg.tab.datasets = "wine" if small else "breast_cancer,wine"
+  if variant == "quick":
+    cfg.tab.datasets = "breast_cancer"
+  cfg.tab.methods = "sklearn,ce,exact" if small else ",".join(TABULAR_METHODS)
+  cfg.tab.num_trials = {"smoke": 2, "quick": 8}.get(variant, 20)
+  cfg.tab.num_seeds = {"smoke": 2, "quick": 3}.get(variant, 5)
+  cfg.tab.num_epochs = {"smoke": 2, "quick": 8}.get(variant, 16)
+  cfg.tab.target_steps_per_epoch = {"smoke": 10, "quick": 100}.get(variant, 500)
+  cfg.tab.batch_size = 256
+  cfg.tab.test_size = 0.2
+  cfg.tab.val_size = 0.2
+  cfg.tab.split_seed = 0
+  cfg.tab.final_lr = 1e-4
+  cfg.tab.sigma_initial = 10.0
+  cfg.tab.sigma_min = 0.01
+  cfg.tab.num_samples = 16                        # Genz samples for EXACT
+  cfg.tab.search_seed = 0
+
+  # ---- fashion (spec 02 §6) ----
+  cfg.fm = ml_collections.ConfigDict()
+  gpu = variant == "fashion_gpu"
+  cfg.fm.arms = "ce,smoothed_accuracy,exact_mean,exact_meanlog"
+  cfg.fm.train_size = {"smoke": 512, "fashion_gpu": 60000}.get(variant, 12000)
+  cfg.fm.test_size = {"smoke": 512, "fashion_gpu": 10000}.get(variant, 10000)
+  cfg.fm.num_seeds = {"smoke": 1, "fashion_gpu": 5}.get(variant, 2)
+  cfg.fm.num_epochs = {"smoke": 2, "fashion_gpu": 30}.get(variant, 8)
+  cfg.fm.steps_per_epoch = {"smoke": 4, "fashion_gpu": 468}.get(variant, 60)
+  cfg.fm.batch_size = 128
+  cfg.fm.channels = "32,64" if gpu else "16,32"
+  cfg.fm.hidden = 128 if gpu else 64
+  cfg.fm.weight_decay = 1e-4
+  cfg.fm.final_lr = 1e-4
+  cfg.fm.lr_ce = 0.1                              # CE / 1-p / PolyLoss arms: SGD + clip
+  cfg.fm.clip_ce = 10.0
+  cfg.fm.lr_exact = 0.5                           # paper's selected MNIST settings
+  cfg.fm.initial_variance = 100.0
+  cfg.fm.min_variance = 1.0
+  cfg.fm.margin = 0.5
+  cfg.fm.num_samples = 16
+  cfg.fm.estimator = "sampling"                   # the paper's Genz estimator; or "quadrature"
+  cfg.fm.log_every = 5 if small else 20
+
+  # ---- estimator ----
+  cfg.est = ml_collections.ConfigDict()
+  cfg.est.classes = "2,10" if small else "2,10,100,1000"
+  cfg.est.rows = 8 if small else 16
+  cfg.est.repeats = 5 if small else 30
+  cfg.est.num_samples = 16
+  cfg.est.num_nodes = 16
+  cfg.est.k_ladder = "2,4,8,16" if small else "1,2,3,4,6,8,12,16,24,32"
+  cfg.est.logit_scale = 2.0
+  cfg.est.sigma = 1.0
+  if variant == "quick":
+    cfg.est.classes = "2,10,100"
+    cfg.est.repeats = 10
+
+  # ---- bench ----
+  cfg.bench = ml_collections.ConfigDict()
+  cfg.bench.classes = "10,100" if small else "10,100,1000"
+  cfg.bench.batch_size = 32 if small else 256
+  cfg.bench.repeats = 3 if small else 20
+  cfg.bench.genz_max_batch = 32                   # Genz is O(n B C^2): time it on <= this many rows at C=1000
+  cfg.bench.num_nodes = 16
+  cfg.bench.num_samples = 16
+  cfg.bench.k_ladder = "2,4,8,16" if small else "1,2,3,4,6,8,12,16,24,32"
+  return cfg
