@@ -117,3 +117,17 @@ def test_threshold_search_and_spearman():
   ev = sts.evaluate_split(y, s, y[::-1], s[::-1], param="identity")
   assert ev["valid_acc_sweep"] >= ev["valid_acc"] - 1e-12
   assert sts.select_best([{"valid_acc": 0.5}, {"valid_acc": 0.7}, {"valid_acc": 0.7}, {"valid_acc": 0.6}]) == 1
+
+
+def test_smoke_end_to_end(tmp_path):
+  """configs/cosent.py:smoke through the runner: MLM pretraining, CE vs CoSENT cross-encoders, bi-encoders."""
+  import os
+  from tests.helpers import run_experiment
+  rec = run_experiment("cosent.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  for k in ("BQ_ce_test_spearman", "BQ_cosent_test_spearman", "BQ_ce_test_acc", "BQ_cosent_test_acc",
+            "BQ_cosent_minus_ce_mean", "BQ_cosent_minus_sbert_mean", "mlm_final_loss"):
+    assert k in m and np.isfinite(float(m[k])), k
+  assert 0 <= m["BQ_cosent_test_acc"] <= 100
+  assert os.path.exists(os.path.join(str(tmp_path), "cross_encoder_arms.png"))
+  assert os.path.exists(os.path.join(str(tmp_path), "pretrained", "model.safetensors"))
