@@ -130,7 +130,7 @@ def select_with_controls(key, num: int, z_dim: int, rule: HubRule,
     rule: ``HubRule`` (``rule.space == "w"`` requires ``mapping``).
     mapping: callable z [n, z_dim] -> w [n, w_dim] (jit it); used for the W space and returned w's.
     max_batches: give up (RuntimeError with the acceptance seen) after this many batches.
-    antihub_max: anti-hubs are latents with hub value <= antihub_max.
+    antihub_max: anti-hubs are latents with N_k <= antihub_max (self never counted here).
     w_center: center for min-norm in W (default: the batch mean of w).
     controls: also collect the min-norm / random / anti-hub controls.
 
@@ -171,7 +171,7 @@ def select_with_controls(key, num: int, z_dim: int, rule: HubRule,
       norms = np.linalg.norm(sp - center, axis=1)
       mn = np.argsort(norms, kind="stable")[:c]
       rnd = np.arange(c)
-      anti = np.flatnonzero(vals <= antihub_max)[: max(num - anti_got, 0)]
+      anti = np.flatnonzero(vals - int(rule.include_self) <= antihub_max)[: max(num - anti_got, 0)]
       anti_got += len(anti)
       for name, ids in (("minnorm", mn), ("random", rnd), ("antihub", anti)):
         keep[f"z_{name}"].append(zn[ids])

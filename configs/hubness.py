@@ -1,0 +1,102 @@
+"""Hubness in high dimensions and hub-prior GAN latent sampling (Su Jianlin, kexue.fm/archives/9147;
+Liang et al., "Exploring and Exploiting Hubness Priors for High-Quality GAN Latent Sampling", ICML 2022).
+
+Reproduces:
+- `volume`: rho_n = V_n / 2^n (unit ball over its circumscribed cube) for n = 1..100 (log scale) and the
+  spec's exact constants (rho_2 = 0.78540, rho_10 = 2.4904e-3, rho_32 = 1.0019e-15, log10 rho_512 =
+  -533.79), plus Monte-Carlo acceptance of "uniform in the cube, keep if in the ball" for n <= 10.
+- `emergence`: N(0, I_d), N = 10,000, k = 5, d in {2, 8, 32, 64, 128, 512}, 5 seeds: skewness of N_k,
+  Robin Hood, antihub fraction, max N_k, fraction with N_5 > 50 (Su's rule) and 1 + N_4 >= 50 (official
+  rule), Spearman(N_k, -||z||); the same on digits and Fashion-MNIST pixels. Published (Radovanovic et al.,
+  qualitative): skewness grows with d; hubs are central. No numbers are published.
+- `gan`: small GANs with a StyleGAN-like mapping network on digits (MLP) and Fashion-MNIST (small conv),
+  3 seeds; samples from random z, hubs (Su rule in z; official rule in W), min-norm at equal acceptance
+  (z and W), truncation psi in {0.5, 0.7, 0.9} (W, batch mean and EMA w_avg), anti-hubs; improved
+  precision/recall (k = 3), density/coverage, Frechet distance in a small classifier's features. Paper
+  (qualitative, no numbers transcribed): hubs give higher quality than random; anti-hubs are worst.
+- `bench`: k-occurrence for N = 10,000, d = 512, k = 5 vs scikit-learn NearestNeighbors and numpy
+  (target: <= 0.5x scikit-learn's time on the same CPU); `bench_gpu`: N = 100,000.
+
+Command: python -m experiments.run --config=configs/hubness.py:<variant> --workdir=results/hubness/<variant>
+
+Time (2-core CPU shared with other jobs / one GPU):
+  smoke       ~30-60 s (compilation) / seconds
+  quick       ~60 s: volume table + emergence at N=4,000 for d in {2, 32, 512}, 1 seed / seconds
+  volume      ~5 s
+  emergence   ~5-10 min (30 exact kNN graphs of 10,000 points) / < 1 min
+  gan         ~10 min at the CPU budget below (3 seeds vmapped, 1,000 samples per condition) / minutes
+  gan_gpu     GPU-sized: 20k steps, 10,000 samples per condition, N_ref 10,000 (not run on CPU)
+  bench       ~1-2 min / seconds; bench_gpu N = 100,000 (GPU only)
+"""
+import ml_collections
+
+from configs import common
+
+VARIANTS = {
+    "smoke": "seconds; every section at toy sizes (used by the tests)",
+    "quick": "~1 minute on CPU: volume collapse table + hubness emergence (N=4k, d in {2,32,512})",
+    "volume": "ball/cube volume ratio table and plot (n = 1..100, log scale) + Monte Carlo n <= 10",
+    "emergence": "N(0,I_d), N=10k, k=5, d in {2,8,32,64,128,512}, 5 seeds; digits + fashion pixels",
+    "gan": "GANs on digits + Fashion-MNIST, 3 seeds, hub vs random/min-norm/truncation/anti-hub (CPU budget)",
+    "gan_gpu": "the gan study at GPU size (longer training, 10k samples per condition)",
+    "bench": "k-occurrence N=10k, d=512, k=5: JAX vs sklearn NearestNeighbors vs numpy (ratios)",
+    "bench_gpu": "the bench at N=100k (GPU)",
+}
+REPRODUCE = ["volume", "emergence", "gan", "bench"]
+
+
+def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
+  cfg = common.base_config("hubness", variant, VARIANTS)
+  smoke = variant == "smoke"
+  cfg.sections = {"smoke": "volume,emergence,gan,bench", "quick": "volume,emergence",
+                  "volume": "volume", "emergence": "emergence", "gan": "gan", "gan_gpu": "gan",
+                  "bench": "bench", "bench_gpu": "bench"}[variant]
+  cfg.chunk_size = 1024
+
+  v = cfg.volume = ml_collections.ConfigDict()
+  v.max_n = 100
+  v.mc_samples = 20_000 if smoke else 1_000_000
+  v.mc_max_n = 10
+
+  e = cfg.emergence = ml_collections.ConfigDict()
+  e.num_points = {"smoke": 400, "quick": 4000}.get(variant, 10_000)
+  e.k = 5
+  e.dims = {"smoke": "2,64", "quick": "2,32,512"}.get(variant, "2,8,32,64,128,512")
+  e.seeds = {"smoke": 1, "quick": 1}.get(variant, 5)
+  e.threshold = 50                  # Su: N_5 > 50; official: 1 + N_4 >= 50
+  e.datasets = "" if variant in ("smoke", "quick") else "digits,fashion_mnist"
+  e.data_points = 10_000            # fashion-MNIST pixels subset size (digits: all 1,797)
+
+  g = cfg.gan = ml_collections.ConfigDict()
+  g.datasets = "digits" if smoke else "digits,fashion_mnist"
+  g.seeds = {"smoke": 1}.get(variant, 3)
+  g.z_dim = 64
+  g.w_dim = 64
+  g.mapping = True                  # StyleGAN-like mapping network -> W space
+  g.mapping_depth = 8 if not smoke else 2
+  g.batch_size = 64
+  g.steps_digits = {"smoke": 20, "gan_gpu": 20_000}.get(variant, 3000)
+  g.steps_fashion = {"smoke": 20, "gan_gpu": 20_000}.get(variant, 1500)
+  g.hidden = {"smoke": 32}.get(variant, 256)
+  g.conv_hidden = {"smoke": 16, "gan_gpu": 128}.get(variant, 64)
+  g.fashion_train_size = {"smoke": 512, "gan_gpu": 60_000}.get(variant, 20_000)
+  g.num_samples = {"smoke": 64, "gan_gpu": 10_000}.get(variant, 1000)   # per condition
+  g.n_ref = {"smoke": 400}.get(variant, 10_000)
+  g.k = 5
+  g.threshold = {"smoke": 9}.get(variant, 50)
+  g.fallback_acceptance = 0.01      # if the literal t = 50 passes too few latents: recalibrate to this
+  g.max_batches = {"smoke": 10}.get(variant, 40)
+  g.psis = "0.5,0.7,0.9"
+  g.pr_k = 3
+  g.classifier_steps = {"smoke": 20, "gan_gpu": 3000}.get(variant, 600)
+  g.num_real = {"smoke": 64, "gan_gpu": 10_000}.get(variant, 1000)
+  g.lr = 2e-4
+  g.log_every = 500
+
+  b = cfg.bench = ml_collections.ConfigDict()
+  b.num_points = {"smoke": 400, "bench_gpu": 100_000}.get(variant, 10_000)
+  b.dim = {"smoke": 64}.get(variant, 512)
+  b.k = 5
+  b.repeats = {"smoke": 1}.get(variant, 3)
+  b.baselines = "sklearn,numpy" if variant != "bench_gpu" else "sklearn"
+  return cfg
