@@ -144,12 +144,19 @@ def _table(config, res: Results, workdir: str) -> None:
     if rule != "gauss_hermite" and sel.sum() >= 2:
       slope = float(np.polyfit(np.log(kk[sel]), np.log(ee[sel]), 1)[0])
       res.add(f"{nz}_{rule}_error_slope", slope)
+  gh = errors.get(("normal", "gauss_hermite"), [])
+  k_gh = next((k for k, e in zip(ks, gh) if e < 1e-12), None)
+  gh_note = (f"Gauss-Hermite reaches float64 round-off (<1e-12) at K={k_gh}" if k_gh else
+             f"Gauss-Hermite error at K={ks[-1]}: {fmt(gh[-1]) if gh else '-'}")
+  if k_gh:
+    res.add("normal_gauss_hermite_K_to_1e-12", k_gh)
   if ("normal", "grid") in errors and "normal_grid_error_slope" in res.metrics:
     s_grid, s_mid = res.metrics["normal_grid_error_slope"], res.metrics.get("normal_midpoint_error_slope", float("nan"))
     res.rows.append(Row("normal: log-log slope of error vs K (grid / midpoint)",
                         "grid O(1/K) (spec analysis; not in the article)", f"{s_grid:.2f} / {s_mid:.2f}",
                         "agrees" if -1.4 < s_grid < -0.6 else "disagrees",
-                        "midpoint converges faster; Gauss-Hermite reaches float64 noise by K~32"))
+                        "midpoint is also ~1/K for normal noise (Gaussian tails in probability space); "
+                        + gh_note))
 
   # plot
   fig, axes = plt.subplots(1, len(noises), figsize=(4 * len(noises), 3.4), squeeze=False)
@@ -309,6 +316,15 @@ def _classify(config, res: Results, workdir: str) -> None:
                         f"{acc.mean() * 100:.2f} +- {(acc.std(ddof=1) if k > 1 else 0) * 100:.2f} %"
                         f" (NLL {nll.mean():.4f} +- {(nll.std(ddof=1) if k > 1 else 0):.4f})",
                         verdict, note))
+  pm_arms = [a for a in arms if a != "softmax"]
+  if ref is not None and pm_arms:
+    verdicts = [r.verdict for r in res.rows[-len(arms):] if r.verdict]
+    agree = all(v == "agrees" for v in verdicts)
+    res.add("classify_all_heads_within_seed_noise", float(agree))
+    res.rows.append(Row("Perturb-Max heads vs softmax head (overall)",
+                        "no special benefit (Su, 10145; no numbers)",
+                        "all within seed noise" if agree else "some differ beyond 2 s.e.",
+                        "agrees" if agree else "disagrees", f"{k} seed(s); arms {', '.join(pm_arms)}"))
   res.notes.append(
       f"classify: the same CNN (conv {feats}, dense {c.hidden}) with each head, Adam lr {c.learning_rate}, "
       f"{c.num_steps} steps of batch {bs} on a {len(xtr)}-image training subset, test on {len(xte)} test images, "

@@ -105,7 +105,7 @@ class Noise:
 
 def _gumbel_log_cdf(x):
   # log Phi = -exp(-x); clip the exponent so that the gradient stays finite far in the lower tail.
-  return -jnp.exp(jnp.minimum(-x, 80.0))
+  return -jnp.exp(jnp.minimum(-x, 60.0))
 
 
 def _logistic_log_cdf(x):
