@@ -38,14 +38,14 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: tiny char BERT (1 layer), 128 BQ pairs, CE vs CoSENT + bi-encoder, end to end (tests)",
-    "quick": "~1 min CPU (idle): LCQMC subset (1280 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
+    "quick": "~1.5 min CPU (idle): LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
     "bench": "Flax vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
-    "interactive_cpu": "9341 protocol on CPU: 4 tasks, 1000 train / 500 valid / 500 test pairs, 3 seeds, 3 epochs",
+    "interactive_cpu": "9341 protocol on CPU: 4 tasks, 3000 train / 500 valid / 500 test pairs, 2 seeds, 2 epochs",
     "interactive_en": "MiniLM cross-encoder on English STS-B, CE (binarised) vs CoSENT (graded), full data, 3 seeds (GPU)",
-    "interactive_en_cpu": "interactive_en on CPU: 1000 train pairs, 2 epochs, 2 seeds",
+    "interactive_en_cpu": "interactive_en on CPU: 512 train / 384 dev / 384 test pairs, 1 epoch, 2 seeds",
     "bi_encoder": "8847: CoSENT vs Sentence-BERT bi-encoders, MiniLM on STS-B + offline model on Chinese tasks (GPU)",
-    "bi_encoder_cpu": "bi_encoder on CPU: STS-B (MiniLM) 1500 train pairs + PAWSX/BQ offline subsets, 2 seeds",
+    "bi_encoder_cpu": "bi_encoder on CPU: STS-B-en (MiniLM) + LCQMC/PAWSX (offline model), 512 train pairs, 1 epoch, 2 seeds",
 }
 REPRODUCE = ["interactive_cpu", "interactive_en_cpu", "bi_encoder_cpu", "bench"]
 
@@ -62,12 +62,12 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
               "bi_encoder": "bi_encoder", "bi_encoder_cpu": "bi_encoder"}[v]
   # ---- data -------------------------------------------------------------------------------------------
   cfg.tasks = {"smoke": "BQ", "quick": "LCQMC", "bi_encoder": "STS-B-en,ATEC,BQ,LCQMC,PAWSX",
-               "bi_encoder_cpu": "STS-B-en,PAWSX,BQ", "interactive_en": "STS-B-en",
+               "bi_encoder_cpu": "STS-B-en,LCQMC,PAWSX", "interactive_en": "STS-B-en",
                "interactive_en_cpu": "STS-B-en"}.get(v, "ATEC,BQ,LCQMC,PAWSX")
-  cfg.n_train = {"smoke": 128, "quick": 1280, "interactive_cpu": 1000, "interactive_en_cpu": 1000,
-                 "bi_encoder_cpu": 1500}.get(v, 0)            # 0 = the whole split
-  cfg.n_valid = {"smoke": 128, "quick": 384, "interactive_cpu": 500, "interactive_en_cpu": 750,
-                 "bi_encoder_cpu": 750}.get(v, 0)
+  cfg.n_train = {"smoke": 128, "quick": 4000, "interactive_cpu": 3000, "interactive_en_cpu": 512,
+                 "bi_encoder_cpu": 512}.get(v, 0)            # 0 = the whole split
+  cfg.n_valid = {"smoke": 128, "quick": 400, "interactive_cpu": 500, "interactive_en_cpu": 384,
+                 "bi_encoder_cpu": 384}.get(v, 0)
   cfg.n_test = cfg.n_valid
   cfg.max_len = {"smoke": 32}.get(v, 64)           # pair length (tokens); article 128 (real BERT)
   cfg.max_len_pawsx = {"smoke": 32, "quick": 128, "interactive_cpu": 128, "bi_encoder_cpu": 128}.get(v, 256)
@@ -83,7 +83,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.model.dropout = 0.1
   # ---- MLM pretraining of the offline model ------------------------------------------------------------
   cfg.pretrain = ml_collections.ConfigDict()
-  cfg.pretrain.steps = {"smoke": 4, "quick": 60, "interactive_cpu": 300, "bi_encoder_cpu": 300}.get(v, 20000)
+  cfg.pretrain.steps = {"smoke": 4, "quick": 100, "interactive_cpu": 400, "bi_encoder_cpu": 400}.get(v, 20000)
   cfg.pretrain.batch_size = {"smoke": 16, "quick": 32}.get(v, 64)
   cfg.pretrain.lr = 1e-3 if v in ("smoke", "quick", "interactive_cpu", "bi_encoder_cpu") else 5e-4
   cfg.pretrain.warmup = {"smoke": 2}.get(v, 50 if "cpu" in v or v == "quick" else 1000)
@@ -95,11 +95,12 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.arms = {"smoke": PUBLISHED_ARMS, "quick": PUBLISHED_ARMS,
               "interactive_cpu": PUBLISHED_ARMS,
               "interactive_en": PUBLISHED_ARMS, "interactive_en_cpu": PUBLISHED_ARMS}.get(v, ALL_ARMS)
-  cfg.seeds = {"smoke": 1, "quick": 2, "interactive_cpu": 3, "interactive_en_cpu": 2, "bi_encoder_cpu": 2,
+  cfg.seeds = {"smoke": 1, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2, "bi_encoder_cpu": 2,
                "interactive_en": 3, "bi_encoder": 3}.get(v, 5)
-  cfg.epochs = {"smoke": 2, "quick": 3, "interactive_cpu": 3, "interactive_en_cpu": 2,
-                "bi_encoder_cpu": 3}.get(v, 5)
-  cfg.lr = 2e-5                                     # used with a pretrained checkpoint / MiniLM
+  cfg.epochs = {"smoke": 2, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 1,
+                "bi_encoder_cpu": 1}.get(v, 5)
+  cfg.lr = 2e-5                                     # used with a pretrained checkpoint / MiniLM bi-encoders
+  cfg.lr_minilm_cross = {"interactive_en_cpu": 1e-4}.get(v, 2e-5)   # MiniLM cross-encoder (new [CLS] head)
   cfg.lr_offline = {"smoke": 1e-3}.get(v, 5e-4)     # the small offline model learns too slowly at 2e-5
   cfg.adam_eps = 1e-6
   cfg.cosent_logit_scale = 1.0                       # lambda for cross-encoder logits

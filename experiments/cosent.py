@@ -342,7 +342,7 @@ def run_interactive(config, workdir: str, res: Results, log, english: bool = Fal
   if english:
     bcfg, bert_params, tok, info = get_minilm(config)
     arms = parse_arms(config.arms)
-    lr = config.lr
+    lr = info["lr"] = config.lr_minilm_cross
   else:
     bcfg, bert_params, tok, info = get_offline_encoder(config, workdir, log)
     arms = parse_arms(config.arms)
@@ -451,10 +451,14 @@ def _interactive_rows(res, tasks, per, deltas, config, english, info):
         sw_ce = 100 * np.mean([r["test_acc_sweep"] for r in per[(task, "ce")]])
         sw_co = 100 * np.mean([r["test_acc_sweep"] for r in per[(task, "cosent")]])
         extra = f"; sweep threshold {sw_ce:.2f} | {sw_co:.2f}"
+      sp_ce = 100 * np.mean([r["test_spearman"] for r in per[(task, "ce")]])
+      sp_co = 100 * np.mean([r["test_spearman"] for r in per[(task, "cosent")]])
+      weak = max(sp_ce, sp_co) < 20
       res.rows.append(Row(
           name=f"{task} test {name}: CE (b32) | CoSENT (b64)", published=pub,
           measured=f"{ce:.2f} | {co:.2f} (diff {m:+.2f} +- {se:.2f}, {len(deltas[(task, k)])} seeds){extra}",
-          verdict=_verdict(m, se), note=level_note))
+          verdict=("inconclusive (both models near chance at this budget)" if weak else _verdict(m, se)),
+          note=level_note))
   for k, name in (("test_spearman", "Spearman"), ("test_acc", "accuracy")):
     if not ms[k]:
       continue
