@@ -284,9 +284,9 @@ def run_fashion(c, data_dir, workdir, res: Results):
       f"{100 * m['fashion_cnn_amos_test_acc']:.2f} ± {100 * m['fashion_cnn_amos_test_acc_std']:.2f} %",
       "not comparable",
       f"Fashion-MNIST (MNIST train images not offline), {len(xt)} test images, {c.seeds} seed(s), {c.num_steps} steps = {epochs:.2f} "
-      f"epochs (reduced CPU budget; README: 9 epochs). AdamW {100 * m['fashion_cnn_adamw_test_acc']:.2f} %, "
-      f"AdamW+R3 {100 * m['fashion_cnn_adamw_su_r3_test_acc']:.2f} %."))
-  for arm in ("amos", "adamw_su_r3"):
+      f"epochs (reduced CPU budget; README: 9 epochs). "
+      + ", ".join(f"{ARM_LABEL[a]} {100 * m[f'fashion_cnn_{a}_test_acc']:.2f} %" for a in accs if a != "amos")))
+  for arm in [a for a in ("amos", "adamw_su_r3") if a in finals]:
     frac = m[f"fashion_cnn_{arm}_steps_to_adamw_loss_frac"]
     ok = np.isfinite(frac) and frac <= 0.7
     res.rows.append(Row(
@@ -351,7 +351,7 @@ def run_lm(c, data_dir, workdir, res: Results):
                                        eta_f=eta_f, shape_f=shape_f, sigma_f=sigma_f, workdir=workdir, res=res)
   target = _report_arms("lm", c, curves, finals, states, res, workdir, {"vocab": V})
   m = res.metrics
-  for arm in ("amos", "adamw_su_r3"):
+  for arm in [a for a in ("amos", "adamw_su_r3") if a in finals]:
     frac = m[f"lm_{arm}_steps_to_adamw_loss_frac"]
     ok = np.isfinite(frac) and frac <= 0.7
     res.rows.append(Row(
