@@ -68,14 +68,14 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.toy.exact_init_log_sigma = 0.0
   cfg.toy.scale_steps = 300 if small else 5000     # learnable k(x - b), Adam
   cfg.toy.scale_lr = 0.01
-  cfg.toy.plot_sigmas = "1.0,0.3,0.1,0.03"
+  cfg.toy.plot_sigmas = "1.0,0.1" if small else "1.0,0.3,0.1,0.03"
 
   # ---- tabular (spec 02 §5.2) ----
   cfg.tab = ml_collections.ConfigDict()
   cfg.tab.datasets = "wine" if small else "breast_cancer,wine"
   if variant == "quick":
     cfg.tab.datasets = "breast_cancer"
-  cfg.tab.methods = "sklearn,ce,exact" if small else ",".join(TABULAR_METHODS)
+  cfg.tab.methods = "sklearn,exact" if small else ",".join(TABULAR_METHODS)
   cfg.tab.num_trials = {"smoke": 2, "quick": 8}.get(variant, 20)
   cfg.tab.num_seeds = {"smoke": 2, "quick": 3}.get(variant, 5)
   cfg.tab.num_epochs = {"smoke": 2, "quick": 8}.get(variant, 16)
@@ -95,7 +95,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   gpu = variant == "fashion_gpu"
   cfg.fm.arms = "ce,smoothed_accuracy,exact_mean,exact_meanlog"
   cfg.fm.train_size = {"smoke": 512, "fashion_gpu": 60000}.get(variant, 12000)
-  cfg.fm.test_size = {"smoke": 512, "fashion_gpu": 10000}.get(variant, 10000)
+  cfg.fm.test_size = {"smoke": 500, "fashion_gpu": 10000}.get(variant, 10000)
   cfg.fm.num_seeds = {"smoke": 1, "fashion_gpu": 5}.get(variant, 2)
   cfg.fm.num_epochs = {"smoke": 2, "fashion_gpu": 30}.get(variant, 8)
   cfg.fm.steps_per_epoch = {"smoke": 4, "fashion_gpu": 468}.get(variant, 60)
@@ -116,12 +116,12 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
 
   # ---- estimator ----
   cfg.est = ml_collections.ConfigDict()
-  cfg.est.classes = "2,10" if small else "2,10,100,1000"
+  cfg.est.classes = "10" if small else "2,10,100,1000"
   cfg.est.rows = 8 if small else 16
-  cfg.est.repeats = 5 if small else 30
+  cfg.est.repeats = 4 if small else 30
   cfg.est.num_samples = 16
   cfg.est.num_nodes = 16
-  cfg.est.k_ladder = "2,4,8,16" if small else "1,2,3,4,6,8,12,16,24,32"
+  cfg.est.k_ladder = "16" if small else "1,2,3,4,6,8,12,16,24,32"
   cfg.est.logit_scale = 2.0
   cfg.est.sigma = 1.0
   if variant == "quick":

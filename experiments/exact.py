@@ -573,18 +573,22 @@ def _moderate_logits(rng, rows, C, scale):
   return z.astype(np.float32), y.astype(np.int32)
 
 
+@functools.lru_cache(maxsize=None)
 def _quad_fn(K):
   return jax.jit(lambda z, y: exact.exact_prob(z, y, 1.0, method="quadrature", num_nodes=K))
 
 
+@functools.lru_cache(maxsize=None)
 def _quad_grad_fn(K):
   return jax.jit(jax.grad(lambda z, y: jnp.sum(exact.exact_prob(z, y, 1.0, method="quadrature", num_nodes=K))))
 
 
+@functools.lru_cache(maxsize=None)
 def _genz_fn(n):
   return jax.jit(lambda k, z, y: exact.exact_prob(z, y, 1.0, method="sampling", key=k, num_samples=n))
 
 
+@functools.lru_cache(maxsize=None)
 def _genz_grad_fn(n):
   return jax.jit(jax.grad(lambda z, k, y: jnp.sum(exact.exact_prob(z, y, 1.0, method="sampling", key=k,
                                                                       num_samples=n))))
