@@ -20,7 +20,7 @@ Command: ``python -m experiments.run --config=configs/amos.py:<variant> --workdi
 
 Variants and time (2-core CPU, 8 emulated devices / one GPU):
   smoke        ~20 s / ~10 s   oracle (1 case, 200 steps) + a 30-step fashion_cnn on 512 images
-  quick        ~60 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 400 steps (the tour's headline)
+  quick        ~60 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour)
   fashion_cnn  ~10 min CPU (3 seeds x 600 steps = 0.35 epoch: the reduced CPU budget) / ~2 min GPU
   fashion_cnn_full  the README's 9 epochs x 3 seeds (GPU; hours on this CPU)
   lm           ~10 min CPU (2 layers, d=64, ctx 64, batch 16, 3 seeds x 600 steps) / ~2 min GPU
@@ -33,7 +33,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: oracle (1 case) + a tiny fashion_cnn run; used by the tests",
-    "quick": "~1 min CPU: oracle identity + fashion_cnn (1 seed, 400 steps): Amos vs AdamW vs AdamW+R3",
+    "quick": "~1 min CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
     "oracle": "jestimator identity over all cases (float64, 200 steps)",
     "fashion_cnn": "README MNIST-CNN recipe on Fashion-MNIST, 3 seeds, reduced CPU budget (~half an epoch)",
     "fashion_cnn_full": "the README's 9 epochs, 3 seeds (GPU-scale)",
@@ -121,9 +121,10 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
     f.amos_lr = 0.03
   elif variant == "quick":
     f.seeds = 1
-    f.num_steps = 400
+    f.num_steps = 300
     f.eval_every = 50
-    f.val_eval_size = 1000
+    f.val_eval_size = 500
+    f.test_limit = 5000
   elif variant == "fashion_cnn_full":
     f.num_steps = 9 * (55000 // 32)
     f.eval_every = 500
