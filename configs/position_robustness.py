@@ -70,6 +70,7 @@ def _che(variant: str) -> ml_collections.ConfigDict:
   c.log_every = 100
   c.eval_samples = 32
   c.eval_batch = 16
+  c.load_raw = ()                             # dirs with che_raw.json to merge instead of training
   if variant == "smoke":
     c.tasks = ("reverse_string",)
     c.pes = ("rope",)

@@ -12,6 +12,7 @@ Parts (switched by ``config.parts``):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -248,14 +249,26 @@ def run_che(config, workdir: str, res: Results, log) -> None:
   N = int(c.train_max_length)
   table: dict[tuple[str, str, str], dict] = {}
   t_all = time.time()
-  for task_name in c.tasks:
-    for pe in c.pes:
-      for logn, garms in groups.items():
-        if pe == "learned":
-          garms = [a for a in garms if a.train != "equal_mean"]
-        out = run_che_group(task_name, pe, garms, c, int(config.seed), log)
-        for i, a in enumerate(garms):
-          table[(task_name, pe, a.name)] = {"lengths": out["lengths"], "acc": out["acc"][:, :, i]}
+  if len(c.load_raw):
+    # Merge the raw tables of runs split over processes (e.g. one per PE), then report as one grid.
+    for d in c.load_raw:
+      with open(os.path.join(d, "che_raw.json")) as f:
+        for rec in json.load(f):
+          table[(rec["task"], rec["pe"], rec["arm"])] = {"lengths": rec["lengths"],
+                                                          "acc": np.asarray(rec["acc"])}
+    res.notes.append("Merged from the per-process raw tables in: " + ", ".join(c.load_raw))
+  else:
+    for task_name in c.tasks:
+      for pe in c.pes:
+        for logn, garms in groups.items():
+          if pe == "learned":
+            garms = [a for a in garms if a.train != "equal_mean"]
+          out = run_che_group(task_name, pe, garms, c, int(config.seed), log)
+          for i, a in enumerate(garms):
+            table[(task_name, pe, a.name)] = {"lengths": out["lengths"], "acc": out["acc"][:, :, i]}
+        with open(os.path.join(workdir, "che_raw.json"), "w") as f:  # after every group: partial results
+          json.dump([{"task": k[0], "pe": k[1], "arm": k[2], "lengths": [int(x) for x in v["lengths"]],
+                      "acc": np.asarray(v["acc"]).tolist()} for k, v in table.items()], f)
   wall = time.time() - t_all
   # ---- metrics: score = mean over test lengths > N of the per-token accuracy; max and mean over seeds.
   scores = {}
@@ -268,7 +281,8 @@ def run_che(config, workdir: str, res: Results, log) -> None:
     res.add(f"che/{task_name}/{pe}/{arm}/max_acc", per_seed.max())
     res.add(f"che/{task_name}/{pe}/{arm}/acc_at_{int(ls[-1])}", d["acc"][-1].mean())
   res.add("che/wall_s", wall)
-  tasks, pes = list(c.tasks), list(c.pes)
+  tasks = [t for t in c.tasks if any(k[0] == t for k in table)]
+  pes = [p for p in c.pes if any(k[1] == p for k in table)]
   arm_names = [a.name for a in arms]
 
   def avg(pe, arm, agg=np.max):
