@@ -12,7 +12,7 @@ slightly better for GAU".
 Command: ``python -m experiments.run --config=configs/relpos_probe.py:<variant> --workdir=results/relpos_probe/<variant>``
 
 Variants and time (2-core CPU shared with other jobs / one GPU):
-  smoke        3 probe rows at n=8, 2 tiny MLM arms: ~15 s CPU.
+  smoke        2 probe rows at n=8, 1 tiny MLM arm: ~15 s CPU (idle).
   quick        8 headline probe rows at n=32, 1 seed: ~1 min CPU.
   table        the full probe grid: 25 rows x n in {8, 32, 128} x 2 seeds (vmapped): ~15 min CPU, ~3 min GPU.
   table_gpu    same grid, 5 seeds, 3000 steps: GPU.
@@ -28,7 +28,7 @@ import ml_collections
 from configs import common
 
 VARIANTS = {
-    "smoke": "seconds; end-to-end check used by the tests (3 probe rows, n=8; 2 tiny MLM arms)",
+    "smoke": "seconds; end-to-end check used by the tests (2 probe rows, n=8; 1 tiny MLM arm)",
     "quick": "~1 min CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
     "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 2 seeds; ~15 min CPU",
     "table_gpu": "full probe grid, 5 seeds, 3000 steps (GPU)",
@@ -48,12 +48,12 @@ BENCH_ENTRIES = ["none:softmax", "rope:softmax", "t5_bias:softmax", "alibi_sym:s
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("relpos_probe", variant, VARIANTS)
-  cfg.parts = ["probe"]
+  cfg.parts = ("probe",)
 
   p = cfg.probe = ml_collections.ConfigDict()
-  p.rows = ["all"]                 # names from experiments/relpos_probe.py PROBE_ROWS, or ["all"]
-  p.ns = [8, 32, 128]
-  p.seeds = [0, 1]
+  p.rows = ("all",)                 # names from experiments/relpos_probe.py PROBE_ROWS, or ["all"]
+  p.ns = (8, 32, 128)
+  p.seeds = (0, 1)
   p.steps = 1500
   p.lr = 1e-3
   p.num_layers = 2
@@ -64,9 +64,10 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   p.urpe_max_distance = 16
   p.shaw_max_distance = 16
   p.tie_tol = 1e-3
+  p.cache_dir = ""                 # non-empty: per-(row, n) result cache shared by parallel processes
 
   m = cfg.pretrain = ml_collections.ConfigDict()
-  m.arms = ["std_softmax", "std_l2", "std_l2_shrunk", "gau_softmax", "gau_l2"]
+  m.arms = ("std_softmax", "std_l2", "std_l2_shrunk", "gau_softmax", "gau_l2")
   m.pe = "rope"
   m.num_layers = 2
   m.d_model = 64
@@ -79,10 +80,10 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   m.eval_batches = 8
   m.lr = 2e-3
   m.shrink_factor = 0.0            # <= 0: seq_len ** -0.25 (spec 03 §3.8 default)
-  m.seeds = [0, 1]
+  m.seeds = (0, 1)
 
   b = cfg.bench = ml_collections.ConfigDict()
-  b.entries = list(BENCH_ENTRIES)
+  b.entries = tuple(BENCH_ENTRIES)
   b.batch_size = 8
   b.seq_len = 256
   b.d_model = 256
@@ -91,16 +92,16 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   b.iters = 10
 
   if variant == "smoke":
-    p.rows = ["rope_softmax_bi", "rope_l2_bi", "abs_learned_softmax_bi"]
-    p.ns = [8]
-    p.seeds = [0]
+    p.rows = ("rope_softmax_bi", "rope_l2_bi")
+    p.ns = (8,)
+    p.seeds = (0,)
     p.steps = 150
     p.lr = 3e-3
     p.num_layers = 1
     p.d_model = 32
     p.d_ff = 64
-    cfg.parts = ["probe", "pretrain"]
-    m.arms = ["std_softmax", "gau_l2"]
+    cfg.parts = ("probe", "pretrain")
+    m.arms = ("std_softmax",)
     m.num_layers = 1
     m.d_model = 32
     m.gau_key_dim = 16
@@ -109,23 +110,23 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
     m.steps = 4
     m.eval_every = 2
     m.eval_batches = 1
-    m.seeds = [0]
+    m.seeds = (0,)
   elif variant == "quick":
-    p.rows = list(QUICK_ROWS)
-    p.ns = [32]
-    p.seeds = [0]
+    p.rows = tuple(QUICK_ROWS)
+    p.ns = (32,)
+    p.seeds = (0,)
     p.steps = 800
   elif variant == "table":
     pass
   elif variant == "table_gpu":
-    p.seeds = [0, 1, 2, 3, 4]
+    p.seeds = (0, 1, 2, 3, 4)
     p.steps = 3000
   elif variant == "pretrain":
-    cfg.parts = ["pretrain"]
+    cfg.parts = ("pretrain",)
   elif variant == "pretrain_gpu":
-    cfg.parts = ["pretrain"]
-    m.arms = ["std_softmax", "std_l2", "std_l2_shrunk", "std_softmax_shrunk", "gau_softmax", "gau_l2",
-              "gau_relu2"]
+    cfg.parts = ("pretrain",)
+    m.arms = ("std_softmax", "std_l2", "std_l2_shrunk", "std_softmax_shrunk", "gau_softmax", "gau_l2",
+              "gau_relu2")
     m.num_layers = 4
     m.d_model = 128
     m.num_heads = 8
@@ -136,11 +137,11 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
     m.eval_every = 500
     m.eval_batches = 32
     m.lr = 1e-3
-    m.seeds = [0, 1, 2]
+    m.seeds = (0, 1, 2)
   elif variant == "bench":
-    cfg.parts = ["bench"]
+    cfg.parts = ("bench",)
   elif variant == "bench_gpu":
-    cfg.parts = ["bench"]
+    cfg.parts = ("bench",)
     b.batch_size = 16
     b.seq_len = 1024
     b.d_model = 512

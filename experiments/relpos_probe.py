@@ -155,8 +155,20 @@ def run_probe(pc, workdir: str, res: Results) -> None:
     table[r] = {}
     for n in ns:
       t1 = time.time()
-      out = train_probe_row(pc, r, n, seeds)
-      out["time"] = time.time() - t1
+      cache = None
+      if pc.cache_dir:   # lets several processes share the grid (and re-runs skip finished entries)
+        os.makedirs(pc.cache_dir, exist_ok=True)
+        tag = (f"{r}_n{n}_s{'-'.join(map(str, seeds))}_st{pc.steps}_lr{pc.lr}_L{pc.num_layers}_d{pc.d_model}"
+               f"_h{pc.num_heads}_f{pc.d_ff}_{'post' if pc.post_ln else 'pre'}")
+        cache = os.path.join(pc.cache_dir, tag + ".npz")
+      if cache and os.path.exists(cache):
+        out = dict(np.load(cache))
+      else:
+        out = train_probe_row(pc, r, n, seeds)
+        out["time"] = np.asarray(time.time() - t1)
+        if cache:
+          np.savez(cache + ".tmp.npz", **out)
+          os.replace(cache + ".tmp.npz", cache)
       table[r][n] = out
       res.add(f"probe_{r}_n{n}_acc", out["acc"].mean())
       res.add(f"probe_{r}_n{n}_ce", out["ce"].mean())
@@ -167,7 +179,7 @@ def run_probe(pc, workdir: str, res: Results) -> None:
         for st in range(0, len(c), max(1, len(c) // 50)):
           logger.write(st, **{f"{r}_n{n}_seed{s}": c[st]})
       print(f"[probe] {r:32s} n={n:4d} acc={out['acc'].mean():.4f} ce={out['ce'].mean():.4f} "
-            f"(ln n={math.log(n):.4f}) spread={out['spread'].max():.1e} {out['time']:.1f}s", flush=True)
+            f"(ln n={math.log(n):.4f}) spread={out['spread'].max():.1e} {float(out['time']):.1f}s", flush=True)
   res.add("probe_wall_s", time.time() - t0)
   n_agree = 0
   for r in rows:

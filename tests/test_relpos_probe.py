@@ -1,0 +1,68 @@
+"""Tests for the zeros -> positions probe (research.tasks.probe) and the relpos_probe config end to end."""
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.tasks import probe
+from tests.helpers import run_experiment
+
+
+def test_probe_data():
+  d = probe.make_probe(5)
+  np.testing.assert_array_equal(d["tokens"], [[0] * 5])
+  np.testing.assert_array_equal(d["targets"], [[0, 1, 2, 3, 4]])
+  d = probe.make_probe(3, "cls_sep")
+  np.testing.assert_array_equal(d["tokens"], [[probe.CLS, 0, 0, 0, probe.SEP]])
+  np.testing.assert_array_equal(d["weights"], [[0, 1, 1, 1, 0]])
+  np.testing.assert_array_equal(d["targets"][0, 1:-1], [0, 1, 2])
+  d = probe.make_probe(3, "bos")
+  np.testing.assert_array_equal(d["weights"], [[0, 1, 1, 1]])
+  with pytest.raises(ValueError, match="positive integer"):
+    probe.make_probe(0)
+  with pytest.raises(ValueError, match="Unknown boundary"):
+    probe.make_probe(4, "pad")
+
+
+def test_theory_bounds_and_tie_aware_accuracy():
+  assert probe.theory(8, row_stochastic_fails=True, symmetric_cap=False) == {"ce": math.log(8), "acc": 1 / 8}
+  assert probe.theory(8, row_stochastic_fails=False, symmetric_cap=True)["acc"] == 0.5
+  t = probe.theory(7, row_stochastic_fails=False, symmetric_cap=True)
+  assert t["acc"] == pytest.approx(4 / 7) and t["ce"] == pytest.approx(6 / 7 * math.log(2))
+  # brute force of the odd-n mirror bound: pairs {i, n+1-i} share a prediction, the middle is alone
+  n = 7
+  best = sum(1 for _ in range(n // 2)) + 1
+  assert t["acc"] == pytest.approx(best / n)
+  # identical rows up to rounding noise -> exactly 1/n; distinct rows -> exact accuracy
+  rng = np.random.default_rng(0)
+  row = rng.normal(size=8) * 1e-4
+  logits = jnp.asarray(np.tile(row, (8, 1)) + rng.normal(size=(8, 8)) * 1e-7)
+  acc = probe.tie_aware_accuracy(logits, jnp.arange(8), jnp.ones(8))
+  assert float(acc) == pytest.approx(1 / 8)
+  assert float(probe.tie_aware_accuracy(jnp.eye(8) * 5, jnp.arange(8), jnp.ones(8))) == 1.0
+
+
+def test_verdicts_and_rows():
+  from experiments import relpos_probe as E
+  assert E._verdict("fails", 8, np.full(2, math.log(8)), np.full(2, 1 / 8))[0] == "agrees (exact)"
+  assert E._verdict("fails", 8, np.full(2, 1.0), np.full(2, 0.5))[0] == "DISAGREES"
+  assert E._verdict("passes", 8, np.zeros(2), np.ones(2))[0] == "agrees"
+  assert E._verdict("capped", 8, np.full(2, math.log(2)), np.full(2, 0.5))[0] == "agrees (exact)"
+  assert E._verdict("capped", 8, np.zeros(2), np.ones(2))[0] == "DISAGREES"
+  expected = {r: v[5] for r, v in E.PROBE_ROWS.items()}
+  for pe in ("none", "rope", "t5_bias", "alibi_sym", "alibi_asym", "transformer_xl"):
+    assert expected[f"{pe}_softmax_bi"] == "fails"
+  assert expected["rope_softmax_causal"] == "fails" and expected["rope_softmax_bi_clssep"] == "passes"
+
+
+def test_smoke_end_to_end(tmp_path):
+  rec = run_experiment("relpos_probe.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  # softmax + RoPE: the theorem (identical rows), trained: acc exactly 1/n, CE -> ln n
+  assert m["probe_rope_softmax_bi_n8_acc"] == pytest.approx(1 / 8)
+  assert m["probe_rope_softmax_bi_n8_row_spread"] < 1e-4
+  assert abs(m["probe_rope_softmax_bi_n8_ce"] - math.log(8)) < 2e-2
+  assert m["probe_rope_l2_bi_n8_acc"] > 0.5                # l2 escapes the defect
+  assert "pretrain_std_softmax_val_acc" in m
+  assert (tmp_path / "probe_accuracy.png").exists() and (tmp_path / "pretrain_curves.png").exists()
