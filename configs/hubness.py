@@ -80,16 +80,16 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   g.hidden = {"smoke": 32}.get(variant, 256)
   g.conv_hidden = {"smoke": 16, "gan_gpu": 128}.get(variant, 64)
   g.fashion_train_size = {"smoke": 512, "gan_gpu": 60_000}.get(variant, 20_000)
-  g.num_samples = {"smoke": 64, "gan_gpu": 10_000}.get(variant, 1000)   # per condition
+  g.num_samples = {"smoke": 48, "gan_gpu": 10_000}.get(variant, 1000)   # per condition
   g.n_ref = {"smoke": 400}.get(variant, 10_000)
   g.k = 5
   g.threshold = {"smoke": 9}.get(variant, 50)
   g.fallback_acceptance = 0.01      # if the literal t = 50 passes too few latents: recalibrate to this
   g.max_batches = {"smoke": 10}.get(variant, 40)
-  g.psis = "0.5,0.7,0.9"
+  g.psis = "0.7" if smoke else "0.5,0.7,0.9"
   g.pr_k = 3
-  g.classifier_steps = {"smoke": 20, "gan_gpu": 3000}.get(variant, 600)
-  g.num_real = {"smoke": 64, "gan_gpu": 10_000}.get(variant, 1000)
+  g.classifier_steps = {"smoke": 10, "gan_gpu": 3000}.get(variant, 600)
+  g.num_real = {"smoke": 48, "gan_gpu": 10_000}.get(variant, 1000)
   g.lr = 2e-4
   g.log_every = 500
 

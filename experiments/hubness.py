@@ -238,10 +238,9 @@ def _train_gans(name, x_train, g, seeds, workdir):
   return gen, state, time.time() - t0, kind
 
 
-def _condition_latents(gen, params, w_avg, g, seed_key, notes, name, seed):
+def _condition_latents(map_fn, w_avg, g, seed_key, notes, name, seed):
   """Returns {condition: w latents [num, w_dim]} plus info on acceptance."""
   z_dim, num = int(g.z_dim), int(g.num_samples)
-  map_fn = jax.jit(lambda z: gen.apply({"params": params}, z, method=gan_lib.Generator.map))
   info = {}
   conds = {}
   conds["random"] = map_fn(jax.random.normal(jax.random.fold_in(seed_key, 7), (num, z_dim)))
@@ -306,14 +305,16 @@ def run_gan(cfg, workdir) -> Results:
     per = {}
     infos = []
     grids = {}
+    map_p = jax.jit(lambda p, z: gen.apply({"params": p}, z, method=gan_lib.Generator.map))
+    synth_p = jax.jit(lambda p, w: gen.apply({"params": p}, w, method=gan_lib.Generator.synthesize))
     for s in range(seeds):
-      params = jax.tree.map(lambda a: a[s], state["g"])
+      params = jax.tree.map(lambda a, s=s: a[s], state["g"])
       w_avg = state["w_avg"][s]
-      conds, info = _condition_latents(gen, params, w_avg, g, jax.random.key(500 + s), res.notes, name, s)
+      conds, info = _condition_latents(lambda z, p=params: map_p(p, z), w_avg, g,
+                                       jax.random.key(500 + s), res.notes, name, s)
       infos.append(info)
-      synth = jax.jit(lambda w: gen.apply({"params": params}, w, method=gan_lib.Generator.synthesize))
       for c, w in conds.items():
-        imgs = np.asarray(synth(jnp.asarray(w)))
+        imgs = np.asarray(synth_p(params, jnp.asarray(w)))
         f, conf = gen_eval.classifier_features(clf, cparams, imgs)
         m = gen_eval.evaluate_samples(real_f, f, k=int(g.pr_k))
         m["confidence"] = float(conf.mean())

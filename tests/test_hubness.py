@@ -35,7 +35,7 @@ def test_monte_carlo_acceptance(n):
 
 # ---- hubness measures vs hand-computed toys and scipy -----------------------------------------------
 def test_measures_on_toy_occurrence():
-  nk = np.array([0, 0, 1, 2, 2, 3, 12])          # n = 7, sum = 20; k = 20/7 is not needed here
+  nk = np.array([0, 0, 1, 2, 2, 3, 12])          # n = 7, sum = 20
   k = 2
   assert H.k_skewness(nk) == pytest.approx(stats.skew(nk))
   s = nk.std(ddof=1)
@@ -45,7 +45,8 @@ def test_measures_on_toy_occurrence():
   assert H.gini_index(nk) == pytest.approx(brute_gini)
   assert H.atkinson_index(nk) == pytest.approx(1 - np.mean(np.sqrt(nk)) ** 2 / nk.mean())
   assert H.antihub_occurrence(nk) == pytest.approx(2 / 7)
-  assert H.hub_occurrence(nk, k) == pytest.approx((12 + 3 + 2 + 2) / (2 * 7))   # N >= 2k = 4? no:
+  assert H.hub_occurrence(nk, k) == pytest.approx(12 / (2 * 7))        # hubs: N >= 2k = 4
+  assert H.hub_occurrence(nk, 1) == pytest.approx((12 + 3 + 2 + 2) / 7)  # N >= 2 (>=, as the code)
   assert H.groupie_ratio(nk, k) == pytest.approx(12 / 14)
 
 

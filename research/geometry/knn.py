@@ -331,7 +331,8 @@ def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
   FLOPs); block pairs are sharded over the mesh and the per-device candidate lists are merged.
   Memory per device: O(chunk_size^2 + N * (k + refine_margin)). ``symmetric=False`` runs
   ``knn_query(x, x)`` (query chunks against all points, O(chunk_size * N)). Both return the same result.
-  ``"auto"`` (default) picks the symmetric path for D >= 64 (matmul-bound) and the query path otherwise.
+  ``"auto"`` (default) picks the symmetric path for D >= 64 and N >= 4096 (matmul-bound; its compile
+  costs a few seconds more) and the query path otherwise.
   """
   metric = _check_metric(metric)
   x = _check_points(x, "x")
@@ -339,7 +340,7 @@ def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
   if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
     raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
   if symmetric == "auto":
-    symmetric = x.shape[1] >= 64
+    symmetric = x.shape[1] >= 64 and x.shape[0] >= 4096
   if symmetric:
     return _knn_symmetric(x, k, metric, exclude_self, int(chunk_size), mesh, axis_name, refine_margin)
   ids = jnp.arange(x.shape[0], dtype=jnp.int32) if exclude_self else None
