@@ -27,10 +27,13 @@ Commands
   python -m experiments.run --config=configs/cosent.py:interactive_cpu --workdir=results/cosent/interactive_cpu
   python -m experiments.run --config=configs/cosent.py:interactive --workdir=W --config.checkpoint=/path/bert-base-chinese
 
-Time (2-core CPU / one modern GPU): smoke ~20 s; quick ~1 min; bench ~2 min; interactive_cpu /
-interactive_en_cpu / bi_encoder_cpu ~10 min each (subsets, see VARIANTS); interactive (full data, 5 seeds,
-5 arms, 4-layer offline model) ~days on CPU / ~6 h on a GPU; with a BERT-base checkpoint ~12 GPU-hours
+Time (idle 2-core CPU / one modern GPU, estimates): smoke ~20-40 s CPU; quick ~1.5 min; bench ~2 min;
+interactive_cpu / interactive_en_cpu / bi_encoder_cpu ~10 min each on an idle CPU (subsets, see VARIANTS);
+when the CPU is shared by many jobs everything is several times slower (the committed runs were cut down
+further with overrides, recorded in their results.md). interactive (full data, 5 seeds, 5 arms, 4-layer
+offline model, 20k MLM steps) ~days on CPU / ~6 h on a GPU; with a BERT-base checkpoint ~12 GPU-hours
 (4 tasks x 5 arms x 5 seeds x 5 epochs); interactive_en ~20 GPU-minutes; bi_encoder ~1 GPU-hour.
+GPU variants have not been run in this project (no GPU was available).
 """
 import ml_collections
 
@@ -69,7 +72,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.n_valid = {"smoke": 128, "quick": 400, "interactive_cpu": 500, "interactive_en_cpu": 384,
                  "bi_encoder_cpu": 384}.get(v, 0)
   cfg.n_test = cfg.n_valid
-  cfg.max_len = {"smoke": 32}.get(v, 64)           # pair length (tokens); article 128 (real BERT)
+  cfg.max_len = {"smoke": 32, "interactive": 128, "interactive_en": 128}.get(v, 64)   # pair tokens; article 128
   cfg.max_len_pawsx = {"smoke": 32, "quick": 128, "interactive_cpu": 128, "bi_encoder_cpu": 128}.get(v, 256)
   cfg.bi_max_len = 64                               # single sentences (bi-encoders); PAWSX uses max_len_pawsx // 2
   # ---- model ------------------------------------------------------------------------------------------
