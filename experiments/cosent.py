@@ -532,6 +532,9 @@ def _plot_interactive(workdir, res, tasks, per, curves):
 # ------------------------------------------------------------------------------------------------------
 # bi-encoders: CoSENT vs Sentence-BERT
 # ------------------------------------------------------------------------------------------------------
+_EMBED_CACHE: dict = {}
+
+
 class BiTrainer:
   def __init__(self, bcfg, loss: str, pooling: str, lr: float, config):
     self.model = xe.BiEncoderSBert(bcfg, pooling=pooling)
@@ -550,8 +553,12 @@ class BiTrainer:
       return optax.apply_updates(params, upd), opt, l
 
     self.step = jax.jit(step, donate_argnums=(0, 1))
-    enc_model = xe.BiEncoder(bcfg, pooling)
-    self.embed = jax.jit(lambda params, ids, mask, seg: enc_model.apply({"params": params["encoder"]}, ids, mask))
+    key = (bcfg, pooling)
+    if key not in _EMBED_CACHE:                     # one compiled embedding function for both losses
+      enc_model = xe.BiEncoder(bcfg, pooling)
+      _EMBED_CACHE[key] = jax.jit(
+          lambda params, ids, mask, seg: enc_model.apply({"params": params["encoder"]}, ids, mask))
+    self.embed = _EMBED_CACHE[key]
 
   def init(self, bert_params, seed, t):
     ids = jnp.zeros((4, t), jnp.int32)
