@@ -231,8 +231,8 @@ def _precision_curve(key, y):
   np.fill_diagonal(key, -np.inf)
   order = np.argsort(key, axis=1, kind="stable")[:, 1:]
   rel = (y[order] == y[:, None]).mean(0)
-  w = 5
-  return np.convolve(rel, np.ones(w) / w, mode="same")
+  w = np.ones(5)
+  return np.convolve(rel, w, mode="same") / np.convolve(np.ones_like(rel), w, mode="same")   # edge-corrected
 
 
 def _theme_scores(score, y):
