@@ -1,11 +1,9 @@
 """Tests for Perturb-Max distributions (kexue.fm 9085): closed forms, properties, MC, gradients, heads."""
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special as sp_special
 from scipy import stats
 
 from research.distributions import perturb_max as pm

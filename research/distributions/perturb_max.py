@@ -65,7 +65,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -335,7 +335,8 @@ def _log_probs_quadrature(x, mask, nodes, log_w, lcdf, chunk_size):
   K = nodes.shape[0]
   if chunk_size is None:
     per_row = max(batch * n * K, 1)
-    chunk_size = max(1, min(n, _DEFAULT_BLOCK_ELEMENTS // per_row))
+    limit = _DEFAULT_BLOCK_ELEMENTS * (8 if jax.default_backend() == "gpu" else 1)  # bigger blocks on a GPU
+    chunk_size = max(1, min(n, limit // per_row))
   chunk_size = int(min(max(chunk_size, 1), n))
   if chunk_size >= n:
     self_mask = jnp.eye(n, dtype=bool)
