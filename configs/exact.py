@@ -73,9 +73,10 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   # ---- tabular (spec 02 §5.2) ----
   cfg.tab = ml_collections.ConfigDict()
   cfg.tab.datasets = "wine" if small else "breast_cancer,wine"
+  cfg.tab.methods = "sklearn,exact" if small else ",".join(TABULAR_METHODS)
   if variant == "quick":
     cfg.tab.datasets = "breast_cancer"
-  cfg.tab.methods = "sklearn,exact" if small else ",".join(TABULAR_METHODS)
+    cfg.tab.methods = "sklearn,ce,hinge,exact"
   cfg.tab.num_trials = {"smoke": 2, "quick": 8}.get(variant, 20)
   cfg.tab.num_seeds = {"smoke": 2, "quick": 3}.get(variant, 5)
   cfg.tab.num_epochs = {"smoke": 2, "quick": 8}.get(variant, 16)
@@ -127,6 +128,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   if variant == "quick":
     cfg.est.classes = "2,10,100"
     cfg.est.repeats = 10
+    cfg.est.k_ladder = "2,4,8,16"
 
   # ---- bench ----
   cfg.bench = ml_collections.ConfigDict()

@@ -361,6 +361,7 @@ def run_tabular(cfg, workdir, res: Results):
             res.add(f"{name}_ce_vs_1mp_corr", r)
             corr_rows.append((name, r, ce_c[-1], omp_c[-1]))
       mean, std = float(np.mean(accs)), float(np.std(accs))
+      print(f"[exact/tabular] {name} {method}: {mean:.2f} ± {std:.2f} ({time.time() - t0:.0f} s)", flush=True)
       summary[name][method] = (mean, std)
       res.add(f"{name}_{method}", mean)
       res.add(f"{name}_{method}_std", std)
@@ -499,6 +500,7 @@ def run_fashion(cfg, workdir, res: Results):
     accs = 100.0 * np.asarray(accs)
     out[arm] = accs
     curves[arm] = [np.asarray(l).mean(0) for l in logs]   # loss, ce, 1-p, acc over steps (seed mean)
+    print(f"[exact/fashion] {arm}: {accs.mean():.2f} ({time.time() - t0:.0f} s)", flush=True)
     res.add(f"fashion_{arm}_acc", accs.mean())
     res.add(f"fashion_{arm}_acc_std", accs.std())
     res.notes.append(f"fashion `{arm}`: {time.time() - t0:.0f} s for {int(f.num_seeds)} seeds (vmapped).")
