@@ -27,9 +27,10 @@ Published numbers: none in the article; GeoSumm Table 8 is not transcribed (spec
 compare geodesic against the base distance measured in the same run, and the sphere against pi.
 
 Command: python -m experiments.run --config=configs/geodesic.py:<variant> --workdir=results/geodesic/<variant>
-Time on the 2-core CPU (8 emulated devices, shared): smoke ~20 s, quick ~60 s, sanity ~2 min,
-retrieval ~4 min, sts ~3 min, summarization ~6 min, bench ~2 min; on one GPU each is well under a minute
-except MiniLM encoding for ``full``.
+Time measured on the 2-core CPU (8 emulated devices) while shared with 8 other jobs (load 10-45):
+smoke ~40 s without / ~2 min with the MiniLM parts, quick 63 s, sanity 95 s, retrieval ~12 min,
+sts 2.7 min, summarization 14 min, bench 2.4 min; on an idle machine expect several times less. On one
+GPU each is well under a minute except MiniLM encoding for ``full``.
 """
 import ml_collections
 
