@@ -217,7 +217,7 @@ def _report_arms(task: str, c, curves, finals, states, res: Results, workdir: st
   ax.legend(); fig.tight_layout()
   path = os.path.join(workdir, f"{task}_val_loss.png")
   fig.savefig(path, dpi=110); plt.close(fig)
-  res.plots.append(path)
+  res.plots.append(os.path.abspath(path))  # the report links absolute paths by basename (workdir-relative)
   with open(os.path.join(workdir, f"{task}_curves.json"), "w") as fh:
     json.dump({"target": target, "curves": curves, **extra}, fh)
   return target
