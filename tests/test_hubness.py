@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special, stats
+from scipy import stats
 
 from research.geometry import hub_sampler as S
 from research.geometry import hubness as H

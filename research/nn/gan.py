@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
