@@ -168,7 +168,10 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
       "p_k = k L / M with M the longest test sequence in tokens). Sequences are the task tokens followed by one "
       "empty token per output (non-autoregressive); positions cover the whole sequence, so Reverse String at "
       "n=500 uses 1000 positions of L=2048. CHE score = mean per-token accuracy over the test lengths > N "
-      "(max over seeds in the rows). Cycle Navigation uses the reference-code action map {-1, 0, +1}."
+      "(max over seeds in the rows). Cycle Navigation uses the reference-code action map {-1, 0, +1}. MLM: "
+      "char-level tinyshakespeare (90/10 split), pre-LN RoPE encoder, 15% BERT masking, all position schemes "
+      "trained from the same initialisation on the same batches (vmapped); log n only changes the test-time "
+      "factor (it is 1 at the training length)."
       if reduced else
       "Full-size protocol (spec 07 §3.7): dropout 0.1 in training, deterministic evaluation.")
   return cfg
