@@ -65,6 +65,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   p.shaw_max_distance = 16
   p.tie_tol = 1e-3
   p.cache_dir = ""                 # non-empty: per-(row, n) result cache shared by parallel processes
+  p.cache_only = False             # with cache_dir: assemble the table from cached entries only
 
   m = cfg.pretrain = ml_collections.ConfigDict()
   m.arms = ("std_softmax", "std_l2", "std_l2_shrunk", "gau_softmax", "gau_l2")

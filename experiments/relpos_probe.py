@@ -163,6 +163,9 @@ def run_probe(pc, workdir: str, res: Results) -> None:
         cache = os.path.join(pc.cache_dir, tag + ".npz")
       if cache and os.path.exists(cache):
         out = dict(np.load(cache))
+      elif pc.cache_only:
+        print(f"[probe] {r} n={n}: not in the cache, skipped (cache_only)", flush=True)
+        continue
       else:
         out = train_probe_row(pc, r, n, seeds)
         out["time"] = np.asarray(time.time() - t1)
@@ -186,14 +189,23 @@ def run_probe(pc, workdir: str, res: Results) -> None:
     expected = PROBE_ROWS[r][5]
     parts, notes, verdicts = [], [], []
     for n in ns:
+      if n not in table[r]:
+        verdicts.append("not run")
+        parts.append(f"n={n}: not run")
+        continue
       o = table[r][n]
       v, note = _verdict(expected, n, o["ce"], o["acc"])
       verdicts.append(v)
       if note:
         notes.append(f"n={n}: {note}")
       parts.append(f"n={n}: acc {o['acc'].mean():.3f}, CE {o['ce'].mean():.4f}")
-    if all(v.startswith("agrees") for v in verdicts):
-      verdict = "agrees (exact)" if all(v == "agrees (exact)" for v in verdicts) else "agrees"
+    if not table[r]:
+      verdict = "not run"
+    elif all(v.startswith("agrees") or v == "not run" for v in verdicts):
+      ran = [v for v in verdicts if v != "not run"]
+      verdict = "agrees (exact)" if all(v == "agrees (exact)" for v in ran) else "agrees"
+      if len(ran) < len(verdicts):
+        verdict += " (partial grid)"
       n_agree += 1
     elif any(v == "DISAGREES" for v in verdicts):
       verdict = "DISAGREES"
@@ -202,7 +214,9 @@ def run_probe(pc, workdir: str, res: Results) -> None:
     src = SOURCE.get(r, "spec derivation" if PROBE_ROWS[r][5] != "fails" or "causal" in r else "article (theory)")
     res.rows.append(Row(name=f"probe {r}", published=f"{PUBLISHED[expected]} [{src}]",
                         measured="; ".join(parts), verdict=verdict, note="; ".join(notes)))
-  res.add("probe_rows_agree_frac", n_agree / len(rows))
+  n_run = sum(1 for r in rows if table[r])
+  res.add("probe_rows_run", n_run)
+  res.add("probe_rows_agree_frac", n_agree / max(1, n_run))
   res.notes.append(
       f"Probe: {pc.num_layers} layers, d={pc.d_model}, {pc.num_heads} heads, FFN {pc.d_ff}, "
       f"{'post' if pc.post_ln else 'pre'}-LN, no dropout, full-batch Adam lr {pc.lr}, {pc.steps} steps, seeds "
@@ -220,7 +234,8 @@ def _plot_probe(table, rows, ns, workdir, res):
   w = 0.8 / len(ns)
   x = np.arange(len(rows))
   for i, n in enumerate(ns):
-    ax.bar(x + i * w, [table[r][n]["acc"].mean() for r in rows], w, label=f"n={n}")
+    ax.bar(x + i * w, [table[r][n]["acc"].mean() if n in table[r] else np.nan for r in rows], w,
+           label=f"n={n}")
     ax.scatter(x + i * w, [1.0 / n] * len(rows), marker="_", color="k", s=30)
   ax.set_xticks(x + 0.4 - w / 2)
   ax.set_xticklabels(rows, rotation=75, fontsize=7)
@@ -235,6 +250,8 @@ def _plot_probe(table, rows, ns, workdir, res):
   n = ns[len(ns) // 2]
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for r in rows:
+    if n not in table[r]:
+      continue
     c = table[r][n]["curve"].mean(0) - math.log(n)
     ax.plot(np.arange(len(c)), c, label=r, lw=1)
   ax.axhline(0, color="k", lw=0.5)
