@@ -334,6 +334,10 @@ def run_gan(cfg, workdir) -> Results:
       return (f"P {np.mean(per[c]['precision']):.3f} R {np.mean(per[c]['recall']):.3f} "
               f"FD {np.mean(per[c]['fd']):.2f}")
     rand_p = np.mean(per["random"]["precision"])
+    rand_r = np.mean(per["random"]["recall"])
+    res.rows.append(Row(f"{name}: GAN health (recall of random samples)", "> 0 for a usable generator",
+                        f"{rand_r:.3f}", "ok" if rand_r >= 0.05 else "MODE COLLAPSE",
+                        "with a collapsed generator the sampler comparisons below are not meaningful"))
     for hub, mn, tag in (("hub_su_z", "minnorm_z", "Su rule in z"), ("hub_official_w", "minnorm_w",
                                                                      "official rule in W")):
       hp, mp = np.mean(per[hub]["precision"]), np.mean(per[mn]["precision"])
