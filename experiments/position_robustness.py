@@ -301,14 +301,15 @@ def run_che(config, workdir: str, res: Results, log) -> None:
           name=f"CHE avg score {pe}: randomized vs plain (max over seeds)",
           published="randomized > plain for every PE",
           measured=f"{100 * r:.1f}% vs {100 * p:.1f}% ({100 * (r - p):+.1f})",
-          verdict="agrees" if r > p else "disagrees",
+          verdict="tie (inconclusive)" if abs(r - p) < 0.005 else ("agrees" if r > p else "disagrees"),
           note=f"reduced grid ({len(tasks)} tasks, {c.train_steps} steps, {c.seeds} seed(s), test lengths "
                f"{list(c.test_lengths)})"))
     g = float(np.mean(gains))
     res.add("che/avg_gain_randomized", g)
     res.rows.append(Row(name="CHE average gain of randomization (all PEs, tasks)", published="+12.0 points",
                         measured=f"{100 * g:+.1f} points",
-                        verdict="same direction" if g > 0 else "disagrees",
+                        verdict="tie (inconclusive)" if abs(g) < 0.005 else
+                        ("same direction" if g > 0 else "disagrees"),
                         note="paper: 15 tasks x 6 PEs, 3 lr x 10 seeds, up to 2M steps; here reduced (CPU)"))
     if "bucket_sort" in tasks:
       best = max(float(np.max(scores[("bucket_sort", pe, "randomized")])) for pe in pes)
@@ -323,7 +324,8 @@ def run_che(config, workdir: str, res: Results, log) -> None:
       a_, r_ = avg("alibi", "randomized"), avg("rope", "randomized")
       res.rows.append(Row(name="randomized ALiBi vs randomized RoPE (avg)", published="ALiBi < RoPE",
                           measured=f"{100 * a_:.1f}% vs {100 * r_:.1f}%",
-                          verdict="agrees" if a_ < r_ else "disagrees", note="Su's reading of Ruoss et al."))
+                          verdict="tie (inconclusive)" if abs(a_ - r_) < 0.005 else
+                          ("agrees" if a_ < r_ else "disagrees"), note="Su's reading of Ruoss et al."))
   for extra in arm_names:
     if extra in ("plain", "randomized"):
       continue
