@@ -22,8 +22,11 @@ on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estima
 
 Command: ``python -m experiments.run --config=configs/exact.py:<variant> --workdir=results/exact/<variant>``
 
-Time on the 2-core CPU (shared): smoke ~15 s, quick ~60 s, toy ~20 s, tabular ~4 min, estimator ~1 min,
-fashion ~6 min, bench ~1 min. On a GPU: everything except fashion_gpu takes seconds; fashion_gpu ~10 min.
+Time: jit compilation dominates on CPU. Measured on the 2-core CPU while ~8 other jobs ran (load 20-40):
+smoke ~1.5-3 min, quick ~14 min, toy 43 s, tabular with ``--config.tab.target_steps_per_epoch=100`` ~25 min
+per dataset, bench ~11 min; estimator at C=1000 exceeded 15 min there (Genz is O(n B C^2)). Expect roughly
+5-10x less on an idle 2-core machine (quick then ~60-90 s). On a GPU: everything except fashion_gpu takes
+seconds to a few minutes; fashion_gpu ~10 min.
 """
 import ml_collections
 
@@ -119,7 +122,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.est = ml_collections.ConfigDict()
   cfg.est.classes = "10" if small else "2,10,100,1000"
   cfg.est.rows = 8 if small else 16
-  cfg.est.repeats = 4 if small else 30
+  cfg.est.repeats = 4 if small else 12
   cfg.est.num_samples = 16
   cfg.est.num_nodes = 16
   cfg.est.k_ladder = "16" if small else "1,2,3,4,6,8,12,16,24,32"
