@@ -106,8 +106,20 @@ def machine_summary(info: dict[str, Any]) -> str:
           f"JAX {info.get('jax')} on {info.get('backend')} with {info.get('device_count')} device(s) [{devs}]")
 
 
+def plot_link(path: str, workdir: str | None) -> str:
+  """The path of a plot relative to the workdir that holds results.md (works for absolute paths, paths
+  relative to the current directory, and paths already relative to the workdir)."""
+  if workdir is not None:
+    if os.path.exists(path) and (os.path.isabs(path) or not os.path.exists(os.path.join(workdir, path))):
+      return os.path.relpath(os.path.abspath(path), os.path.abspath(workdir))
+    if os.path.isabs(path):
+      return os.path.basename(path)
+    return path
+  return os.path.basename(path) if os.path.isabs(path) else path
+
+
 def to_markdown(results: Results, *, title: str, command: str, machine: dict[str, Any],
-                wall_time_s: float) -> str:
+                wall_time_s: float, workdir: str | None = None) -> str:
   """Renders a results record as Markdown: provenance, the published-vs-measured table, notes, plots."""
   lines = [f"# {results.title or title}", "",
            f"- command: `{command}`",
@@ -124,7 +136,7 @@ def to_markdown(results: Results, *, title: str, command: str, machine: dict[str
   for note in results.notes:
     lines += [note, ""]
   for p in results.plots:
-    rel = p if not os.path.isabs(p) else os.path.basename(p)
+    rel = plot_link(p, workdir)
     lines += [f"![{rel}]({rel})", ""]
   return "\n".join(lines)
 
@@ -157,11 +169,12 @@ def write(results: Results, workdir: str, *, config: Any, command: str, wall_tim
       "wall_time_s": wall_time_s,
       "metrics": _jsonable(results.metrics),
       "rows": [dataclasses.asdict(r) for r in results.rows],
-      "plots": [p if not os.path.isabs(p) else os.path.basename(p) for p in results.plots],
+      "plots": [plot_link(p, workdir) for p in results.plots],
   }
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(record, f, indent=2, sort_keys=False)
-  md = to_markdown(results, title=title, command=command, machine=machine, wall_time_s=wall_time_s)
+  md = to_markdown(results, title=title, command=command, machine=machine, wall_time_s=wall_time_s,
+                   workdir=workdir)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(md)
   return record
