@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import flax.linen as nn
 import jax

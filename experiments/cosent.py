@@ -10,7 +10,6 @@ import json
 import math
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +21,7 @@ from research.eval import sts
 from research.losses import cosent
 from research.nn import bert as bert_lib
 from research.nn import cross_encoder as xe
-from research.report import Results, Row, fmt
+from research.report import Results, Row
 
 # Published tables (x100). 9341 (interactive), BERT and RoBERTa rows.
 PUB_9341 = {

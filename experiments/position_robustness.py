@@ -30,7 +30,7 @@ import optax  # noqa: E402
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import position_sampling as ps  # noqa: E402
 from research.nn import transformer as tf_lib  # noqa: E402
-from research.report import Results, Row, fmt  # noqa: E402
+from research.report import Results, Row  # noqa: E402
 from research.tasks import che  # noqa: E402
 
 PE_MAP = {"sin_cos": "abs_sin", "learned": "abs_learned", "rope": "rope", "alibi": "alibi_asym",

@@ -22,7 +22,7 @@ import optax  # noqa: E402
 
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import transformer as tfm  # noqa: E402
-from research.report import MetricLogger, Results, Row, fmt  # noqa: E402
+from research.report import MetricLogger, Results, Row  # noqa: E402
 from research.tasks import probe as probe_lib  # noqa: E402
 
 # --------------------------------------------------------------------------- the probe grid

@@ -24,7 +24,7 @@ import ast
 import math
 import operator
 import re
-from typing import Any, Callable, Dict, Iterable, Mapping, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple, Union
 
 Shape = Tuple[int, ...]
 Rules = Union[Mapping[str, Any], Sequence[Tuple[str, Any]]]

@@ -24,7 +24,6 @@ from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from research.optim.amos import path_names
