@@ -438,7 +438,7 @@ def run_bench(c, workdir, res: Results):
                         f"Amos {times['amos'] * 1e3:.0f} ms, oracle {times['jestimator'] * 1e3:.0f} ms"))
   res.rows.append(Row("bench: Amos / optax.adamw update time", "<= 1.2x (target)", f"{r_ad:.3f}x",
                       "agrees" if r_ad <= 1.2 else "differs",
-                      f"adamw {times['adamw'] * 1e3:.0f} ms; shared 2-core CPU under load from other jobs"))
+                      f"adamw {times['adamw'] * 1e3:.0f} ms"))
   res.rows.append(Row("bench: Amos state bytes / adamw (momentum 0.9)", "<= 0.51x", f"{r_mem:.4f}x",
                       "agrees" if r_mem <= 0.51 else "differs",
                       f"{bytes_['amos'] / 2**20:.1f} MiB vs {bytes_['adamw'] / 2**20:.1f} MiB"))

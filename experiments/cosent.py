@@ -734,7 +734,7 @@ def run_bench(config, workdir: str, res: Results, log):
   except ImportError as err:
     res.rows.append(Row(name="MiniLM forward throughput (Flax)", measured=f"{flax_sps:.0f} sentences/s",
                         verdict="no PyTorch anchor", note=f"sentence-transformers not importable: {err}"))
-  res.notes.append("Timings on a shared 2-core CPU under load from other jobs: ratios measured back to back, "
+  res.notes.append("Timings: ratios measured back to back on the same machine, "
                    "best of repeats.")
 
 
