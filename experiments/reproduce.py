@@ -31,13 +31,21 @@ def _configs(selected: list[str] | None) -> list[str]:
   return [n for n in names if not selected or n in selected]
 
 
+def _resolve_plot(link: str, md_path: str, report_path: str) -> str:
+  """A plot link of a results.md, re-expressed relative to the report (older files linked from the cwd)."""
+  md_dir = os.path.dirname(os.path.abspath(md_path))
+  for cand in (os.path.join(md_dir, link), os.path.join(ROOT, link), os.path.join(md_dir, os.path.basename(link))):
+    if os.path.exists(cand):
+      return os.path.relpath(cand, os.path.dirname(os.path.abspath(report_path)))
+  return os.path.relpath(os.path.join(md_dir, link), os.path.dirname(os.path.abspath(report_path)))
+
+
 def build_report(out: str, path: str = os.path.join(ROOT, "REPORT.md")) -> str:
   """Concatenates every ``<out>/<config>/<variant>/results.md`` into ``path``."""
   parts = ["# Reproduction report", "",
            "Every table below was produced by running the command shown in it, on the machine it names. "
            "Regenerate with `make reproduce` (all reproduction variants) or `make bench` (benchmarks); "
            "`make report` rebuilds this file from `results/`.", ""]
-  rel_out = os.path.relpath(out, os.path.dirname(path))
   for name in _configs(None):
     mds = sorted(glob.glob(os.path.join(out, name, "*", "results.md")))
     if not mds:
@@ -47,8 +55,8 @@ def build_report(out: str, path: str = os.path.join(ROOT, "REPORT.md")) -> str:
       variant = os.path.basename(os.path.dirname(md))
       with open(md) as f:
         text = f.read()
-      prefix = f"{rel_out}/{name}/{variant}/"
-      text = re.sub(r"!\[([^\]]*)\]\((?!http)([^)]+)\)", lambda m: f"![{m.group(1)}]({prefix}{m.group(2)})", text)
+      text = re.sub(r"!\[([^\]]*)\]\((?!http)([^)]+)\)",
+                    lambda m: f"![{os.path.basename(m.group(2))}]({_resolve_plot(m.group(2), md, path)})", text)
       text = re.sub(r"^# ", "### ", text, flags=re.M)
       parts += [text.strip(), ""]
   with open(path, "w") as f:
