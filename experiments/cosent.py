@@ -21,7 +21,7 @@ from research.eval import sts
 from research.losses import cosent
 from research.nn import bert as bert_lib
 from research.nn import cross_encoder as xe
-from research.report import Results, Row
+from research.report import Results, RunLog, Row
 
 # Published tables (x100). 9341 (interactive), BERT and RoBERTa rows.
 PUB_9341 = {
@@ -742,12 +742,7 @@ def run_bench(config, workdir: str, res: Results, log):
 def run(config, workdir: str) -> Results:
   os.makedirs(workdir, exist_ok=True)
   res = Results(title=f"CoSENT (kexue.fm 9341): {config.variant}")
-  logf = open(os.path.join(workdir, "log.txt"), "a")
-
-  def log(msg):
-    print(msg, flush=True)
-    logf.write(msg + "\n")
-    logf.flush()
+  log = RunLog(workdir)
 
   _PAD_MULTIPLE[0] = int(config.pad_multiple)
   modes = config.mode.split("+")
@@ -771,5 +766,4 @@ def run(config, workdir: str) -> Results:
                      f"{config.n_valid or 'all'}/{config.n_test or 'all'} pairs per task (seeded), {config.seeds} "
                      f"seed(s), {config.epochs} epochs; the article uses the full splits and 5 epochs.")
   res.add("driver_seconds", time.time() - t0)
-  logf.close()
   return res

@@ -30,7 +30,7 @@ import optax  # noqa: E402
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import position_sampling as ps  # noqa: E402
 from research.nn import transformer as tf_lib  # noqa: E402
-from research.report import Results, Row  # noqa: E402
+from research.report import Results, RunLog, Row  # noqa: E402
 from research.tasks import che  # noqa: E402
 
 PE_MAP = {"sin_cos": "abs_sin", "learned": "abs_learned", "rope": "rope", "alibi": "alibi_asym",
@@ -621,12 +621,7 @@ def run_bench(config, workdir: str, res: Results, log) -> None:
 def run(config, workdir: str) -> Results:
   os.makedirs(workdir, exist_ok=True)
   res = Results(title=f"Position robustness (kexue 9444): {config.variant}")
-  logf = open(os.path.join(workdir, "log.txt"), "a")
-
-  def log(msg):
-    print(msg, flush=True)
-    logf.write(msg + "\n")
-    logf.flush()
+  log = RunLog(workdir)
 
   parts = list(config.parts)
   for p in parts:
@@ -639,5 +634,4 @@ def run(config, workdir: str) -> Results:
   if "bench" in parts:
     run_bench(config, workdir, res, log)
   res.notes.append(config.notes)
-  logf.close()
   return res

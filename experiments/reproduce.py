@@ -52,7 +52,6 @@ def build_report(out: str, path: str = os.path.join(ROOT, "REPORT.md")) -> str:
       continue
     parts += [f"## {name}", ""]
     for md in mds:
-      variant = os.path.basename(os.path.dirname(md))
       with open(md) as f:
         text = f.read()
       text = re.sub(r"!\[([^\]]*)\]\((?!http)([^)]+)\)",

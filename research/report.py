@@ -198,3 +198,16 @@ class MetricLogger:
     rec.update({k: _jsonable(float(np.asarray(v))) for k, v in scalars.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(rec) + "\n")
+
+
+class RunLog:
+  """A driver's progress log: ``log(msg)`` prints ``msg`` and appends it to ``workdir/log.txt``."""
+
+  def __init__(self, workdir: str, filename: str = "log.txt"):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, filename)
+
+  def __call__(self, msg: str) -> None:
+    print(msg, flush=True)
+    with open(self.path, "a") as f:
+      f.write(msg + "\n")
