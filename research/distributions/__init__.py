@@ -3,6 +3,6 @@
 Re-exports the public API of :mod:`research.distributions.perturb_max`.
 """
 from research.distributions.perturb_max import (  # noqa: F401
-    GUMBEL_STD, NOISES, RULES, Noise, custom_noise, get_noise, log_cdf, perturb_max_log_prob_of,
+    GUMBEL_STD, METHODS, NOISES, RULES, Noise, custom_noise, get_noise, log_cdf, perturb_max_log_prob_of,
     perturb_max_log_probs, perturb_max_probs, perturb_max_probs_mc, quadrature, relaxed_sample, sample,
     sample_noise, straight_through_sample, two_class_closed_form, validate_logits)
