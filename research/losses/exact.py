@@ -111,6 +111,29 @@ def orthant_log_prob_quadrature(m, *, num_nodes: int = 16, rule: str = "gauss_he
   return perturb_max.perturb_max_log_prob_of(logits, labels, noise="normal", rule=rule, num_nodes=num_nodes)
 
 
+def exact_log_prob_quadrature(logits, labels, sigma=1.0, *, margin=None, standardize: bool = False,
+                              num_nodes: int = 16, rule: str = "gauss_hermite", standardize_eps: float = 1e-6):
+  """``log p(y|x)`` by quadrature straight from the ``[..., C]`` logits (no ``[..., C-1]`` delta tensor).
+
+  Same value as ``orthant_log_prob_quadrature(exact_margins(...))``, but the shared integral is called on
+  ``z' / sigma`` with label ``y``, where the margin is folded into the logits:
+  ``z'_j = max(z_j, z_y - margin)`` for ``j != y`` gives ``z_y - z'_j = min(Delta_j, margin)`` (and no gradient
+  to alternatives beaten by more than the margin). This avoids the gather that drops the true column and
+  its scatter in the backward pass, and the re-concatenation of a zero column (spec 02 §3.2).
+  """
+  from research.distributions import perturb_max  # the single shared implementation of the integral
+  surrogates.check_logits_labels(logits, labels, "exact")
+  check_sigma(sigma)
+  z = standardize_logits(logits, standardize_eps) if standardize else logits.astype(jnp.float32)
+  if margin is not None:
+    onehot = jnp.arange(z.shape[-1]) == labels[..., None]
+    z_y = jnp.sum(jnp.where(onehot, z, 0.0), axis=-1, keepdims=True)
+    z = jnp.where(onehot, z, jnp.maximum(z, z_y - margin))
+  sigma = jnp.asarray(sigma, jnp.float32)
+  x = z / sigma[..., None] if sigma.ndim else z / sigma
+  return perturb_max.perturb_max_log_prob_of(x, labels, noise="normal", rule=rule, num_nodes=num_nodes)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The paper's sampling estimator (Genz sequential conditioning) with its coded gradient
 # ----------------------------------------------------------------------------------------------------------
@@ -134,15 +157,17 @@ def equicorrelated_cholesky(dim: int):
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def _genz_value_and_grad(m, u, max_alternatives=None):
+def _genz_value_and_grad(m, u, max_alternatives=None, with_grad: bool = True):
   """Genz estimate of ``P(m + eta > 0)`` and of ``dP/dm``, both averaged over the ``n`` samples.
 
   Args:
     m: ``[R, D]`` scaled deltas.
     u: ``[n, R, D]`` uniforms in ``[0, 1)`` shared by the value channel and all gradient channels.
     max_alternatives: integrate only the ``k`` smallest deltas (the others get zero gradient).
+    with_grad: also run the ``k`` gradient channels (O(n R k^2)); without them only the value channel runs
+      (O(n R k)). The channels never interact, so the value estimate is the same either way.
   Returns:
-    ``(p [R], grad [R, D])``.
+    ``(p [R], grad [R, D])``; ``grad`` is ``None`` when ``with_grad`` is False.
   """
   num_rows, dim = m.shape
   order = jnp.argsort(m, axis=-1)                      # hardest alternatives first
@@ -154,10 +179,12 @@ def _genz_value_and_grad(m, u, max_alternatives=None):
   d = jnp.asarray(d_np, m.dtype)
   a = jnp.asarray(a_np, m.dtype)
   n = u.shape[0]
-  channels = jnp.arange(k + 1)                          # 0..k-1: gradient channels; k: value channel
+  # 0..k-1: gradient channels; k: value channel (never pinned)
+  channels = jnp.arange(k + 1) if with_grad else jnp.array([k])
+  num_channels = channels.shape[0]
 
   def level(carry, xs):
-    log_p, s = carry                                    # [n, R, k+1] each
+    log_p, s = carry                                    # [n, R, num_channels] each
     m_i, u_i, d_i, a_i, i = xs                          # [R], [n, R], (), (), ()
     ell = (-m_i[None, :, None] - s) / d_i
     pinned = channels == i
@@ -171,11 +198,13 @@ def _genz_value_and_grad(m, u, max_alternatives=None):
     w = jnp.where(pinned, ell, w)
     return (log_p, s + a_i * w), None
 
-  init = (jnp.zeros((n, num_rows, k + 1), m.dtype), jnp.zeros((n, num_rows, k + 1), m.dtype))
+  init = (jnp.zeros((n, num_rows, num_channels), m.dtype), jnp.zeros((n, num_rows, num_channels), m.dtype))
   xs = (ms.T, jnp.moveaxis(u, -1, 0), d, a, jnp.arange(k))
   (log_p, _), _ = jax.lax.scan(level, init, xs)
-  est = jnp.mean(jnp.exp(log_p), axis=0)               # [R, k+1]
-  p = est[:, k]
+  est = jnp.mean(jnp.exp(log_p), axis=0)               # [R, num_channels]
+  p = est[:, -1]
+  if not with_grad:
+    return p, None
   grad_sorted = jnp.concatenate([est[:, :k], jnp.zeros((num_rows, dim - k), m.dtype)], axis=-1)
   inverse = jnp.argsort(order, axis=-1)
   grad = jnp.take_along_axis(grad_sorted, inverse, axis=-1)
@@ -184,7 +213,8 @@ def _genz_value_and_grad(m, u, max_alternatives=None):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _genz_prob(m, u, max_alternatives):
-  return _genz_value_and_grad(m, u, max_alternatives)[0]
+  # Not differentiated: the value channel alone (O(n R D) instead of O(n R D^2)).
+  return _genz_value_and_grad(m, u, max_alternatives, with_grad=False)[0]
 
 
 def _genz_prob_fwd(m, u, max_alternatives):
@@ -242,9 +272,10 @@ def exact_prob(logits, labels, sigma=1.0, *, margin=None, standardize: bool = Fa
     raise ValueError(f"exact: unknown method {method!r}; use one of {METHODS}.")
   if method == "quadrature" and int(num_nodes) < 1:
     raise ValueError(f"exact: num_nodes must be >= 1, got {num_nodes}.")
-  m = exact_margins(logits, labels, sigma, margin=margin, standardize=standardize)
   if method == "quadrature":
-    return jnp.exp(orthant_log_prob_quadrature(m, num_nodes=num_nodes, rule=rule))
+    return jnp.exp(exact_log_prob_quadrature(logits, labels, sigma, margin=margin, standardize=standardize,
+                                             num_nodes=num_nodes, rule=rule))
+  m = exact_margins(logits, labels, sigma, margin=margin, standardize=standardize)
   return orthant_prob_sampling(key, m, num_samples=num_samples, max_alternatives=max_alternatives)
 
 
