@@ -120,4 +120,8 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.bench_sentences = 256
   cfg.bench_len = 64
   cfg.bench_repeats = 3
+  cfg.bench_train_on_cpu = False                    # cross-encoder training throughput: GPU only by default
+  cfg.bench_train_batch = 32
+  cfg.bench_train_len = 128
+  cfg.bench_train_steps = 20
   return cfg

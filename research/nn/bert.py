@@ -625,6 +625,8 @@ class SentenceEncoder:
   ``encode(texts, batch_size=64, max_len=256)`` pads each batch to its longest text (rounded up to a
   multiple of 8, at most ``max_len``; longer texts are truncated) and to ``batch_size`` rows, so only a
   few shapes are compiled. ``normalize=True`` returns unit vectors (as all-MiniLM-L6-v2 does).
+  With ``prefetch`` (default) the next batch is tokenised while the current one runs on the device
+  (JAX's asynchronous dispatch); ``prefetch=False`` waits for each batch before tokenising the next.
   """
 
   def __init__(self, config: BertConfig, params: dict, tokenizer: BertTokenizer, pooling: str = "mean",
@@ -648,7 +650,7 @@ class SentenceEncoder:
     return self.config.hidden_size
 
   def encode(self, texts: Sequence[str], batch_size: int = 64, max_len: int = 256,
-             normalize: bool | None = None) -> np.ndarray:
+             normalize: bool | None = None, prefetch: bool = True) -> np.ndarray:
     if isinstance(texts, str):
       raise TypeError("encode expects a list of texts, not a single string; wrap it in a list")
     if batch_size < 1:
@@ -663,16 +665,25 @@ class SentenceEncoder:
     order = np.argsort([len(t) for t in texts], kind="stable")
     self.last_num_truncated = 0
     rows = batch_size if len(texts) >= batch_size else int(-(-len(texts) // 8) * 8)
+    pending = None                  # (rows, n, device result) of the batch in flight
     for start in range(0, len(texts), batch_size):
       idx = order[start:start + batch_size]
+      # Tokenised while the previous batch's forward pass runs (JAX dispatches asynchronously).
       enc = self.tokenizer.encode([texts[i] for i in idx], max_len=max_len, pad_to="longest")
       self.last_num_truncated += enc.num_truncated
       n = len(idx)
       pad = rows - n
       arrs = [np.pad(a, ((0, pad), (0, 0))) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids)]
       arrs[1][n:, 0] = 1  # padding rows: one real token, so the mean is defined (rows are dropped)
-      v = np.asarray(self._fwd(self.params, *arrs))[:n]
-      out[idx] = v
+      result = self._fwd(self.params, *arrs)
+      if pending is not None:
+        out[pending[0]] = np.asarray(pending[2])[:pending[1]]
+      pending = (idx, n, result)
+      if not prefetch:
+        out[idx] = np.asarray(result)[:n]
+        pending = None
+    if pending is not None:
+      out[pending[0]] = np.asarray(pending[2])[:pending[1]]
     if normalize:
       out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
     return out
