@@ -169,6 +169,21 @@ class LearnedPositions(nn.Module):
 
 
 # --------------------------------------------------------------------------- RoPE
+def _rope_cos_sin(ang) -> tuple[jax.Array, jax.Array]:
+  """cos/sin of the RoPE angles [..., N, 1, D/2], materialised once per call.
+
+  Left alone, XLA (CPU) fuses the transcendentals into the [..., N, H, D] rotation loops, recomputing them
+  for every batch row and head whenever the positions are not compile-time constants (randomized / equal-mean
+  positions: ~9% slower CHE steps than plain positions, whose cos/sin are constant-folded). A product with
+  the identity (exact in float32) is not fused into elementwise consumers, so cos/sin are computed on
+  [..., N, D/2] only. Values are unchanged.
+  """
+  cs = jnp.concatenate([jnp.cos(ang), jnp.sin(ang)], axis=-1)
+  cs = jnp.einsum("...k,kl->...l", cs, jnp.eye(cs.shape[-1], dtype=cs.dtype), precision="highest")
+  h = ang.shape[-1]
+  return cs[..., :h], cs[..., h:]
+
+
 def apply_rope(x, positions, *, base: float = 10000.0, layout: str = "interleaved") -> jax.Array:
   """Rotates channel pairs of ``x`` [..., N, H, D] by p * theta_k, theta_k = base^(-2k/D).
 
@@ -181,7 +196,7 @@ def apply_rope(x, positions, *, base: float = 10000.0, layout: str = "interleave
                      "Choose d_model/num_heads even.")
   theta = base ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)               # [D/2]
   ang = jnp.asarray(positions, jnp.float32)[..., :, None, None] * theta       # [..., N, 1, D/2]
-  cos, sin = jnp.cos(ang), jnp.sin(ang)
+  cos, sin = _rope_cos_sin(ang)
   xf = x.astype(jnp.float32)
   if layout == "interleaved":
     x1, x2 = xf[..., 0::2], xf[..., 1::2]
