@@ -122,6 +122,39 @@ def test_rope_relative_invariance_with_float_positions():
   np.testing.assert_allclose(logits(p), logits(p + 3.7), atol=2e-4)
 
 
+def _rope_reference(x, positions, layout="interleaved"):
+  """apply_rope as first written (cos/sin computed inline), the oracle for the materialised version."""
+  d = x.shape[-1]
+  theta = 10000.0 ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)
+  ang = jnp.asarray(positions, jnp.float32)[..., :, None, None] * theta
+  cos, sin = jnp.cos(ang), jnp.sin(ang)
+  if layout == "interleaved":
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return jnp.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).reshape(x.shape)
+  x1, x2 = x[..., : d // 2], x[..., d // 2:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def test_rope_with_sampled_positions_equals_inline_formula():
+  """The cheap randomized path (cos/sin materialised once per call) gives the same values and gradients."""
+  x = np.random.default_rng(0).normal(size=(2, 24, 2, 8)).astype(np.float32)
+  p_int = np.sort(np.random.default_rng(1).choice(2048, 24, replace=False))[None].astype(np.int32)
+  p_float = np.cumsum(np.random.default_rng(2).exponential(size=(2, 24)), -1).astype(np.float32)
+  w = jnp.arange(8.0)
+
+  @jax.jit
+  def both(x, p_int, p_float):
+    out = []
+    for f in (pos_lib.apply_rope, _rope_reference):
+      out += [f(x, p, layout=lay) for lay in ("interleaved", "halves") for p in (p_int, p_float)]
+      out.append(jax.grad(lambda xx: (f(xx, p_int, layout="interleaved") ** 2 * w).sum())(x))
+    return out[:5], out[5:]
+
+  new, ref = both(x, p_int, p_float)
+  for a, b in zip(new, ref):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
 def test_noisy_relative_table_fixed_vs_as_released():
   offs = jnp.arange(-3, 4)
   fixed = np.asarray(pos_lib.relative_sinusoid(offs, 16))
