@@ -220,3 +220,127 @@ def test_smoke_end_to_end(tmp_path):
   assert "classify_acc_softmax" in m and "classify_acc_normal" in m
   assert m["bench_ratio_pm_over_softmax"] > 0 and np.isfinite(m["bench_ratio_mc_equal_error_over_pm"])
   assert (tmp_path / "quadrature_error_vs_K.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# method="max_quantile": the O(n K) full distribution over the quantiles of the max
+# ----------------------------------------------------------------------------------------------------------
+def _hard_cases(rng, n=100):
+  """Hard logit vectors padded to n classes, with the mask of the real classes."""
+  cases = {"n2": [0.3, -0.5], "far": [60.0, -60.0, 0.0], "ties": np.zeros(50), "n1": [1.5],
+           "ties+far": np.r_[np.zeros(10), -30.0 * np.ones(5)], "n100": rng.normal(size=n) * 2,
+           "n100_wide": rng.normal(size=n) * 6, "top2": np.r_[3.0, 3.0, rng.normal(size=n - 2)]}
+  x = np.zeros((len(cases), n)); m = np.zeros((len(cases), n), bool)
+  for r, v in enumerate(cases.values()):
+    x[r, :len(v)] = v; m[r, :len(v)] = True
+  return list(cases), x, m
+
+
+def test_max_quantile_matches_pairwise_on_hard_cases():
+  names, x, m = _hard_cases(np.random.default_rng(0))
+  with jax.enable_x64(True):
+    x, m = jnp.asarray(x), jnp.asarray(m)
+    ref = np.asarray(pm.perturb_max_probs(x, "normal", num_nodes=64, mask=m, method="pairwise"))
+    ps = {k: np.asarray(pm.perturb_max_probs(x, "normal", num_nodes=k, mask=m, method="max_quantile"))
+          for k in (4, 16, 40)}
+    e_pair16 = np.abs(np.asarray(pm.perturb_max_probs(x, "normal", num_nodes=16, mask=m, method="pairwise"))
+                      - ps[40]).max(-1)
+  for r, name in enumerate(names):
+    if name != "ties":  # the pairwise formula converges slowly for many ties; they are checked exactly below
+      np.testing.assert_allclose(ps[16][r], ref[r], atol=2e-7, err_msg=name)
+    np.testing.assert_allclose(ps[16][r].sum(), 1.0, atol=1e-12, err_msg=name)   # exactly normalised
+  np.testing.assert_allclose(ps[16][0, 0], pm.two_class_closed_form(0.8, "normal"), atol=1e-8)
+  for k in (4, 16):
+    np.testing.assert_allclose(ps[k][2, :50], 1 / 50, rtol=1e-12)   # ties are exact for any K
+  # error falls fast with K, and is far below the pairwise formula's at equal K (n = 100 rows)
+  e4, e16 = (np.abs(ps[k] - ps[40]).max(-1)[5:] for k in (4, 16))
+  assert np.all(e4 > 10 * e16) and np.all(e16 < 1e-7) and np.all(e_pair16[5:] > 100 * e16), (e4, e16, e_pair16)
+
+
+@pytest.mark.parametrize("noise,rule,k,tol", [("logistic", "midpoint", 256, 2e-4), ("cauchy", "midpoint", 256, 1e-3),
+                                              ("gumbel", "midpoint", 8, 1e-6)])
+def test_max_quantile_other_noises(noise, rule, k, tol):
+  x = np.concatenate([X, np.random.default_rng(1).normal(size=(3, 5)) * 2]).astype(np.float32)
+  ref = (jax.nn.softmax(x) if noise == "gumbel" else
+         pm.perturb_max_probs(x, noise, "midpoint", 2048, closed_form=False, method="pairwise"))
+  p = pm.perturb_max_probs(x, noise, rule, k, closed_form=False, method="max_quantile")
+  np.testing.assert_allclose(p, ref, atol=tol)
+  np.testing.assert_allclose(np.asarray(p).sum(-1), 1, atol=1e-6)
+  # a user-given noise (autodiff reverse hazard, no jax quantile: Newton from the lower bracket)
+  nz = pm.custom_noise(quantile=stats.logistic.ppf, log_cdf=lambda v: -jax.nn.softplus(-v))
+  if noise == "logistic":
+    np.testing.assert_allclose(pm.perturb_max_probs(x, nz, rule, 64, method="max_quantile"),
+                               pm.perturb_max_probs(x, noise, rule, 64, method="max_quantile"), atol=1e-6)
+
+
+def test_max_quantile_properties_float32():
+  rng = np.random.default_rng(2)
+  x = (rng.normal(size=(4, 1000)) * np.array([[0.3], [2], [5], [20]])).astype(np.float32)
+  for k, rule in ((1, None), (16, None), (9, "grid")):
+    p = np.asarray(pm.perturb_max_probs(x, "normal", rule, k, method="max_quantile"))
+    assert np.all(p >= 0) and np.all(np.isfinite(p))
+    np.testing.assert_allclose(p.sum(-1), 1, atol=2e-6)                          # exactly normalised (any K)
+    for row, prow in zip(x, p):
+      o = np.argsort(row)
+      assert np.all(np.diff(prow[o]) >= -1e-7)                                    # order-preserving
+  np.testing.assert_allclose(pm.perturb_max_probs(x + 7.5, "normal"), p_auto := pm.perturb_max_probs(x, "normal"),
+                             atol=2e-6)                                           # shift-invariant
+  with jax.enable_x64(True):
+    ref = np.asarray(pm.perturb_max_probs(jnp.asarray(x, jnp.float64), "normal", num_nodes=16,
+                                          method="max_quantile"))
+  np.testing.assert_allclose(p_auto, ref, atol=1e-6)   # float32 vs float64 (auto method for n >= 16)
+  lp = pm.perturb_max_log_probs(jnp.asarray([[80.0, -80.0] + [0.0] * 30]), "normal")   # far apart: no underflow
+  assert np.all(np.isfinite(lp)) and float(lp[0, 1]) < -1000
+
+
+def test_max_quantile_gradients_match_finite_differences():
+  rng = np.random.default_rng(3)
+  with jax.enable_x64(True):
+    for noise, rule in (("normal", None), ("cauchy", "midpoint")):
+      mu = np.stack([rng.normal(size=6) * 2, [3.0, 3.0, 0.0, -20.0, 1.0, 3.0]])   # random; ties + far apart
+      for w in (rng.normal(size=mu.shape),):
+        f = jax.jit(lambda z, w=w, noise=noise, rule=rule: jnp.sum(
+            w * pm.perturb_max_log_probs(z, noise, rule, 16, method="max_quantile")))
+        g = np.asarray(jax.grad(f)(jnp.asarray(mu)))
+        np.testing.assert_allclose(g, finite_difference_grad(lambda z: f(jnp.asarray(z)), mu, eps=1e-5),
+                                   atol=1e-7)
+        np.testing.assert_allclose(g.sum(-1), 0, atol=1e-10)   # shift invariance
+  # float32, masked classes, through value_and_grad + vmap
+  m = np.array([True, True, False, True, True])
+  f = lambda z: jnp.sum(jnp.where(m, pm.perturb_max_probs(z, mask=m, method="max_quantile"), 0.0) * jnp.arange(5.0))
+  g = np.asarray(jax.grad(f)(X[0]))
+  np.testing.assert_allclose(g, finite_difference_grad(lambda z: f(jnp.asarray(z, jnp.float32)),
+                                                       X[0].astype(np.float64), eps=1e-2), atol=2e-3)
+  assert g[2] == 0
+
+
+def test_max_quantile_jit_vmap_mask_bfloat16_and_method_choice():
+  rng = np.random.default_rng(4)
+  x = (rng.normal(size=(3, 40)) * 2).astype(np.float32)
+  f = jax.jit(lambda z: pm.perturb_max_log_probs(z, method="max_quantile"))
+  ref = f(x)
+  np.testing.assert_allclose(jax.vmap(f)(x[:, None]), ref[:, None], rtol=1e-5, atol=1e-6)
+  m = np.ones(40, bool); m[[3, 17]] = False
+  pmask = pm.perturb_max_probs(x, mask=m, method="max_quantile")
+  np.testing.assert_allclose(pmask[:, m], pm.perturb_max_probs(x[:, m], method="max_quantile"), atol=1e-6)
+  assert np.all(np.asarray(pmask)[:, ~m] == 0)
+  bf = pm.perturb_max_probs(x.astype(jnp.bfloat16), method="max_quantile")
+  assert bf.dtype == jnp.float32
+  np.testing.assert_allclose(bf, jnp.exp(ref), atol=2e-2)
+  # method=None: pairwise for n < 16 and for the article's grid rule, max_quantile otherwise
+  np.testing.assert_array_equal(pm.perturb_max_probs(X), pm.perturb_max_probs(X, method="pairwise"))
+  np.testing.assert_array_equal(pm.perturb_max_log_probs(x), ref)
+  assert pm._resolve_method(None, "grid", 1000) == "pairwise" and pm._resolve_method(None, None, 16) == "max_quantile"
+  with pytest.raises(ValueError, match="Unknown method"):
+    pm.perturb_max_probs(X, method="fast")
+
+
+def test_max_quantile_monte_carlo_agrees():
+  x = (np.random.default_rng(5).normal(size=(2, 30)) * 2).astype(np.float32)
+  p = np.asarray(pm.perturb_max_probs(x, method="max_quantile"))
+  p_mc = np.asarray(pm.perturb_max_probs_mc(jax.random.key(7), x, "normal", 4000, method="max_quantile"))
+  np.testing.assert_allclose(p_mc.sum(-1), 1, atol=1e-5)
+  np.testing.assert_allclose(p_mc, p, atol=0.01)
+  s = 40000
+  p_am = np.asarray(pm.perturb_max_probs_mc(jax.random.key(8), x, "normal", s, method="argmax"))
+  assert np.all(np.abs(p_am - p) <= 4.5 * np.sqrt(p * (1 - p) / s) + 1e-6)
