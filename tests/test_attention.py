@@ -170,6 +170,37 @@ def test_transformer_xl_factorized_equals_explicit_offsets_and_index_bug():
   np.testing.assert_allclose(bug[0], P.sinusoidal(11, 8), atol=1e-6)                            # -5 -> row 11
 
 
+def test_transformer_xl_grid_path_equals_factorized_values_and_grads(monkeypatch):
+  """Unit-grid positions take the offset-table + relative-shift path; it must equal the product-to-sum one."""
+  w_r = jax.random.normal(jax.random.key(1), (8, 3, 4))
+  grid = jax.jit(P.txl_position_logits_grid, static_argnames=("nk", "offset", "block"))
+  fact = jax.jit(P.txl_position_logits)
+  for nq, nk, off, block in ((7, 5, 0.0, 3), (6, 9, -1.5, 4)):
+    qw = jax.random.normal(KEY, (2, nq, 3, 4))
+    pq, pk = off + jnp.arange(nq, dtype=jnp.float32), jnp.arange(nk, dtype=jnp.float32)
+    np.testing.assert_allclose(grid(qw, nk=nk, w_r=w_r, offset=off, block=block), fact(qw, pq, pk, w_r),
+                               atol=2e-5, err_msg=f"{nq},{nk},{off}")
+  assert P.grid_offset(jnp.arange(3) + 4, np.arange(5), 3, 5) == 4.0
+  assert P.grid_offset(jnp.asarray([0, 2, 3]), np.arange(3), 3, 3) is None
+  calls = []
+  grid_fn = P.txl_position_logits_grid
+  monkeypatch.setattr(P, "txl_position_logits_grid", lambda *a, **k: calls.append(1) or grid_fn(*a, **k))
+  x = jax.random.normal(KEY, (2, 9, 16))
+  m = A.MultiHeadAttention(2, A.AttentionConfig(pe="transformer_xl"))
+  p = jax.jit(m.init)(KEY, x)
+  p = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(KEY, a.shape), p)
+  loss = lambda p, *pos: jnp.sum(m.apply(p, x, *pos) ** 2)
+  traced = jax.jit(jax.value_and_grad(loss))                 # traced positions: product-to-sum path
+  for shift in (0, 3):                                       # default / concrete shifted grid: grid path
+    pos = (np.arange(9) + shift,) if shift else ()
+    n_calls = len(calls)
+    (l1, g1), (l2, g2) = jax.jit(jax.value_and_grad(lambda p: loss(p, *pos)))(p), traced(p, jnp.arange(9) + shift)
+    assert len(calls) == n_calls + 1
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    g1, g2 = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (g1, g2))
+    np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-5 * np.max(np.abs(g2)))
+
+
 def test_alibi_t5_urpe_and_sinusoid_definitions():
   np.testing.assert_allclose(P.alibi_slopes(8), 2.0 ** -np.arange(1, 9), rtol=1e-6)
   assert P.alibi_slopes(6).shape == (6,)
@@ -214,7 +245,7 @@ def test_logn_scaling_and_relative_offsets_override():
 
 def test_bfloat16_close_to_float32():
   x = jax.random.normal(KEY, (1, 6, 16))
-  for pe, nz in (("rope", "softmax"), ("alibi_asym", "l2")):
+  for pe, nz in (("rope", "softmax"), ("alibi_asym", "l2"), ("transformer_xl", "softmax")):
     m, p, _ = _mha(pe, nz, x=x)
     mb = A.MultiHeadAttention(2, A.AttentionConfig(pe=pe, normalizer=nz, dtype=jnp.bfloat16))
     yb = mb.apply(p, x.astype(jnp.bfloat16))

@@ -222,6 +222,8 @@ class AttentionCore(nn.Module):
     cfg = self.config
     b, nq, h, dk = q.shape
     nk = k.shape[1]
+    raw_positions = (np.arange(nq) if q_positions is None else q_positions,
+                     np.arange(nk) if k_positions is None else k_positions)
     if k.shape[0] != b or k.shape[2] != h or v.shape[:3] != (b, nk, h):
       raise ValueError(f"q, k, v shapes are inconsistent: {q.shape}, {k.shape}, {v.shape} (expected "
                        "[B, Nq, H, D], [B, Nk, H, D], [B, Nk, H, Dv]).")
@@ -276,7 +278,11 @@ class AttentionCore(nn.Module):
       w_r = self.param("txl_w_r", nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2)),
                        (rdim, h, dk), cfg.param_dtype)
       qw = q + w.astype(q.dtype)
-      if relative_offsets is None and not cfg.relative_index_bug:
+      grid = (pos_lib.grid_offset(*raw_positions, nq, nk)
+              if relative_offsets is None and not cfg.relative_index_bug else None)
+      if grid is not None:     # unit-step positions (the default 0..N-1): offset table + relative shift
+        logits = logits + pos_lib.txl_position_logits_grid(qw, nk, w_r, offset=grid)
+      elif relative_offsets is None and not cfg.relative_index_bug:
         logits = logits + pos_lib.txl_position_logits(qw, q_positions, k_positions, w_r)
       else:
         logits = logits + pos_lib.txl_position_logits_from_offsets(

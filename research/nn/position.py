@@ -24,8 +24,11 @@ PE names (``PE_NAMES``), as used by :class:`research.nn.attention.AttentionConfi
   ``alibi_asym``      -m_h (|i-j| - 0.5 [j<i])  (left/right asymmetric form of the DeepMind code).
                       With a causal mask both equal the original causal ALiBi -m_h (i-j).
   ``transformer_xl``  b_ij = (q_i+u)^T k_j + (q_i+w)^T W_R r_{i-j}, r = sinusoid of the offset i-j
-                      (:func:`relative_sinusoid`); computed in O(N d) memory by the product-to-sum identity, or
-                      from an explicit offset matrix (``relative_offsets=`` / ``relative_index_bug=True``).
+                      (:func:`relative_sinusoid`). Positions on a unit grid (the default 0..N-1, or any concrete
+                      run p0 + 0..N-1): offset table + relative shift (:func:`txl_position_logits_grid`, about
+                      the cost of Q K^T); other (traced, float, [B, N]) positions: the product-to-sum identity
+                      in O(N d) memory (:func:`txl_position_logits`); or an explicit offset matrix
+                      (``relative_offsets=`` / ``relative_index_bug=True``). All three give the same logits.
   ``shaw``            Shaw et al.: logits q_i^T (k_j + rK_{clip(j-i,K)}), values v_j + rV_{clip(j-i,K)}.
   (URPE is not a PE but a gate, ``AttentionConfig(urpe_max_distance=K)``: a <- a * g_h[clip(i-j,-K,K)+K].)
 
@@ -284,6 +287,61 @@ def txl_position_logits(qw, q_positions, k_positions, w_r, *, base: float = 1000
   kf = jnp.concatenate([jnp.cos(ak), jnp.sin(ak)], axis=-1)                      # [(B),1,Nk,R]
   kf = jnp.broadcast_to(kf, (qf.shape[0], 1) + kf.shape[-2:])
   return jnp.einsum("bhqr,bxkr->bhqk", qf, kf)
+
+
+def relative_shift(x, nk: int) -> jax.Array:
+  """Transformer-XL relative shift: ``y[..., i, j] = x[..., i, nq - 1 - i + j]`` for j < nk.
+
+  ``x``: [..., Nq, Nq + Nk - 1] scores against a table of offsets in DESCENDING order (column c holds offset
+  o_0 - c); the result [..., Nq, Nk] holds, for each (i, j), the column of offset o_0 - (Nq - 1) + i - j.
+  Reshape + slice only (no gather): flat index i (Nq + Nk - 1) + Nq - 1 - i + j = Nq - 1 + i (Nq + Nk - 2) + j.
+  """
+  *lead, nq, width = x.shape
+  if width != nq + nk - 1:
+    raise ValueError(f"relative_shift needs Nq + Nk - 1 = {nq + nk - 1} columns, got {width}.")
+  if nq == 1:
+    return x[..., :nk]
+  xf = x.reshape(*lead, nq * width)
+  return xf[..., nq - 1: nq - 1 + nq * (width - 1)].reshape(*lead, nq, width - 1)[..., :nk]
+
+
+def txl_position_logits_grid(qw, nk: int, w_r, *, offset: float = 0.0, base: float = 10000.0,
+                             block: int = 32) -> jax.Array:
+  """:func:`txl_position_logits` for positions on a unit grid (p_i = offset + i, p_j = j): the same maths,
+  computed the Transformer-XL way, in about the cost of Q K^T.
+
+  The projected sinusoid table W_R r_o over the offsets o = p_i - p_j is built once per call (batch
+  independent). Query rows go in blocks of ``block``; block n is scored against the Bq + Nk - 1 table rows its
+  offsets reach (one batched matmul, O(Nq (Bq + Nk) d_head)), then :func:`relative_shift` puts each score in
+  place. Returns [B, H, Nq, Nk] (float32).
+  """
+  b, nq, h, d = qw.shape
+  bq = max(1, min(int(block), nq))
+  nb = -(-nq // bq)
+  nqp = nb * bq
+  if nqp != nq:
+    qw = jnp.pad(qw, ((0, 0), (0, nqp - nq), (0, 0), (0, 0)))
+  lb = bq + nk - 1
+  offs = offset + (nqp - 1) - jnp.arange(nqp + nk - 1, dtype=jnp.float32)       # descending i - j
+  r = sinusoidal(offs, w_r.shape[0], base, "interleaved")                        # [L, R]
+  proj = jnp.einsum("lr,rhd->hld", r, w_r.astype(jnp.float32))                   # [H, L, D]
+  starts = nqp - bq - bq * np.arange(nb)                                         # block n: rows starts[n] + [0, lb)
+  pb = jnp.take(proj, jnp.asarray(starts[:, None] + np.arange(lb)[None, :]), axis=1)   # [H, nb, lb, D]
+  qb = qw.reshape(b, nb, bq, h, d).transpose(3, 1, 0, 2, 4).reshape(h, nb, b * bq, d)
+  x = jnp.einsum("hnmd,hnld->hnml", qb, pb.astype(qw.dtype), preferred_element_type=jnp.float32)
+  y = relative_shift(x.reshape(h, nb, b, bq, lb), nk)                            # [H, nb, B, bq, Nk]
+  return y.transpose(2, 0, 1, 3, 4).reshape(b, h, nqp, nk)[:, :, :nq]
+
+
+def grid_offset(q_positions, k_positions, nq: int, nk: int) -> float | None:
+  """q_start - k_start when both position sets are concrete [N] runs with unit step, else None."""
+  out = []
+  for p, n in ((q_positions, nq), (k_positions, nk)):
+    a = _concrete(p)
+    if a is None or a.ndim != 1 or a.shape[0] != n or not np.all(np.diff(a) == 1):
+      return None
+    out.append(float(a[0]) if n else 0.0)
+  return out[0] - out[1]
 
 
 def txl_position_logits_from_offsets(qw, offsets_qk, w_r, *, base: float = 10000.0,
