@@ -119,3 +119,15 @@ def test_smoke_config_end_to_end(tmp_path):
   assert m["volume_log10_rho_512"] == pytest.approx(-533.79, abs=0.01)
   assert any(k.endswith("_skew") for k in m)
   assert any(k.startswith("gan_") and k.endswith("_precision") for k in m)
+
+
+def test_mapping_network_keeps_latent_scale_at_init():
+  # regression: without the He gain sqrt(2) an 8-layer leaky-ReLU mapping shrank w to ~0.04 of its
+  # input scale, so every z gave nearly the same image (mode collapse of the hubness GANs)
+  from research.nn import gan as gan_lib
+  gen = gan_lib.Generator(image_shape=(8, 8, 1), kind="mlp", hidden=32, mapping=True, w_dim=64,
+                          mapping_depth=8)
+  params = gen.init(jax.random.key(0), jnp.zeros((2, 64)))["params"]
+  z = jax.random.normal(jax.random.key(1), (512, 64))
+  w = np.asarray(gen.apply({"params": params}, z, method=gan_lib.Generator.map))
+  assert w.std(axis=0).mean() > 0.3

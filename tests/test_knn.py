@@ -77,3 +77,32 @@ def test_bad_input_errors():
     K.knn_query(X[:, :3], X, 1)
   with pytest.raises(ValueError, match="zero vectors"):
     K.knn(np.zeros((4, 3), np.float32), 1, metric="cosine")
+
+
+def test_group_prefilter_selection_is_exact_with_ties():
+  # the half-circle path's top-kc selection (group minima, then gathered candidates) must equal a
+  # lexicographic (value, position) selection, also with many exact ties
+  d = RNG.integers(0, 6, size=(24, 256)).astype(np.float32)
+  d[3, :] = 1.0                                        # a row of ties only
+  kc = 7
+  ref = np.argsort(d, axis=1, kind="stable")[:, :kc]
+  v, p = K._smallest_along_rows(jax.numpy.asarray(d), kc, 16)
+  np.testing.assert_array_equal(np.asarray(p), ref)
+  np.testing.assert_array_equal(np.asarray(v), np.take_along_axis(d, ref, 1))
+  v, p = K._smallest_along_cols(jax.numpy.asarray(d.T), kc, 16)
+  np.testing.assert_array_equal(np.asarray(p), ref)
+
+
+def test_half_circle_with_prefilter_equals_brute_force_on_quantized_data():
+  xq = RNG.integers(0, 4, size=(700, 3)).astype(np.float32)     # duplicates, tied distances
+  assert K._half_circle_layout(700, 256)[2] > 1                  # the group prefilter is exercised
+  _, i = K.knn(xq, 5, chunk_size=256, symmetric=True)
+  _, ir = K.brute_force_knn_numpy(xq, 5)
+  np.testing.assert_array_equal(np.asarray(i), ir)
+
+
+def test_block_pair_fallback_when_buffer_is_large(monkeypatch):
+  monkeypatch.setattr(K, "HALF_CIRCLE_MAX_BUFFER", 0)         # force the O(N k)-memory block-pair scan
+  _, i = K.knn(X, 5, chunk_size=16, symmetric=True)
+  _, ir = K.brute_force_knn_numpy(X, 5)
+  np.testing.assert_array_equal(np.asarray(i), ir)
