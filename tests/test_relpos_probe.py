@@ -66,3 +66,22 @@ def test_smoke_end_to_end(tmp_path):
   assert m["probe_rope_l2_bi_n8_acc"] > 0.5                # l2 escapes the defect
   assert "pretrain_std_softmax_val_acc" in m
   assert (tmp_path / "probe_accuracy.png").exists() and (tmp_path / "pretrain_curves.png").exists()
+
+
+def test_pretrain_rows_steps_to_loss_and_protocol_note():
+  import ml_collections
+
+  from configs.relpos_probe import get_config
+  from experiments import relpos_probe as E
+  from research.report import Results
+  pc = get_config("pretrain").pretrain
+  curve = lambda losses: [{"step": 150 * (i + 1), "val_loss": v, "val_acc": 1 - v / 4, "val_acc_seeds": [1 - v / 4]}
+                          for i, v in enumerate(losses)]
+  curves = {"gau_softmax": curve([3.0, 2.0, 1.5]), "gau_l2": curve([3.0, 1.4, 1.2])}
+  res = Results()
+  E._pretrain_rows(ml_collections.ConfigDict(pc), curves, res)
+  assert res.metrics["pretrain_fixed_loss"] == 1.5
+  assert res.metrics["pretrain_gau_l2_steps_to_loss"] == 300 and res.metrics["pretrain_gau_softmax_steps_to_loss"] == 450
+  rows = {r.name.split(":")[0]: r for r in res.rows}
+  assert rows["MLM steps to val loss 1.5000"].verdict == "agrees"
+  assert rows["pretrain protocol vs spec 03 6.4"].verdict == "cut down (CPU)"
