@@ -120,6 +120,60 @@ def test_oracle_identity_float64(oracle):
   assert worst <= 1e-12
 
 
+def _scan_updates(tx, params, grads):
+  """Applies ``tx`` over the stacked ``grads`` (leading step axis); returns the final params and state."""
+  def step(carry, g):
+    p, s = carry
+    u, s = tx.update(g, s, p)
+    return (optax.apply_updates(p, u), s), None
+  return jax.jit(lambda p, gs: jax.lax.scan(step, (p, tx.init(p)), gs)[0])(params, grads)
+
+
+def test_fused_clip_momentum_is_the_official_chain_bitwise_without_full_size_temporaries():
+  """``amos`` fuses the element-wise clipping into the Amos step; it must equal the official wrapper
+  ``chain(clip, scale_by_amos, ema)`` bit for bit (float32 and bfloat16 gradients, injected hyperparameters),
+  with the same state tree, and its compiled step must not write a clipped copy of the gradient."""
+  eta = lambda n, s: 0.5 if n[-1] == "b" else 0.1
+  shape_fn = lambda n, s: {"k": (1, s[-1]), "e": (s[0], 1), "b": ()}[n[-1]]
+  params = {"k": 0.1 * jax.random.normal(jax.random.key(0), (64, 48)),
+            "e": jax.random.normal(jax.random.key(1), (40, 16)), "b": jnp.zeros(48)}
+  c = 32 ** 0.5  # the README's clip; not a "round" float32 value
+  kw = dict(learning_rate=optax.linear_schedule(0.0, 0.05, 4), eta_fn=eta, shape_fn=shape_fn, beta=0.98)
+  chain = optax.chain(optax.clip(c), A.scale_by_amos(**kw), optax.ema(0.9, debias=False))
+  fused = A.amos(momentum=0.9, clip_value=c, **kw)
+  assert jax.tree_util.tree_structure(fused.init(params)) == jax.tree_util.tree_structure(chain.init(params))
+  for dtype in (jnp.bfloat16,):
+    grads = jax.tree_util.tree_map(  # about a third of the entries beyond the clip, some exactly at it
+        lambda x: (6.0 * jax.random.normal(jax.random.key(x.size), (6,) + x.shape)).at[:, 0].set(c).astype(dtype),
+        params)
+    got, want = _scan_updates(fused, params, grads), _scan_updates(chain, params, grads)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # float32 gradients, with injected (traced float32) clip and momentum (and a constant xi: inject_hyperparams
+  # would evaluate a schedule at its own 0-based count).
+  grads = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), grads)
+  kw["learning_rate"] = 0.05
+  inj = optax.inject_hyperparams(A.amos, static_args=("eta_fn", "shape_fn"))(momentum=0.9, clip_value=c, **kw)
+  got = _scan_updates(inj, params, grads)
+  want = _scan_updates(optax.chain(optax.clip(c), A.scale_by_amos(**kw), optax.ema(0.9, debias=False)),
+                       params, grads)
+  for a, b in zip(jax.tree_util.tree_leaves(got[0]), jax.tree_util.tree_leaves(want[0])):
+    # (traced 1 - momentum rounds differently from the constant-folded one)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+  # No full-size temporaries: the reduction reads the gradient, the update is one fused loop (per leaf).
+  big = {"k": jax.ShapeDtypeStruct((512, 1024), jnp.float32)}
+
+  def one_step(p, s, g):
+    u, s = fused.update(g, s, p)
+    return optax.apply_updates(p, u), s
+  compiled = jax.jit(one_step, donate_argnums=(0, 1)).lower(
+      big, jax.eval_shape(fused.init, big), big).compile()
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    pytest.skip("no memory analysis on this backend")
+  assert analysis.temp_size_in_bytes < 512 * 1024 * 4 // 8, analysis.temp_size_in_bytes
+
+
 # ----------------------------------------------------------------------------------------- invariants
 def _np_amos_reference(grads, theta, xi, eta, beta=0.999, d_coef=0.25, c_coef=0.25, eps=2.0**-125):
   """Float64 numpy transcription of spec section 3.7 for one tensor with scalar slots."""
