@@ -614,7 +614,8 @@ def run_fashion(cfg, workdir, res: Results):
       f"Fashion-MNIST from scratch: CNN {f.channels} channels ({f.pool} downsampling), dense {f.hidden}; "
       f"{steps_note}; optimizers {f.optimizers}. CE / 1-p: SGD momentum 0.9, lr {f.lr_ce}, clip {f.clip_ce}; "
       f"EXACT: lr {f.lr_exact}, gradient normaliser, variance {f.initial_variance} -> {f.min_variance}, margin "
-      f"{f.margin}, logit standardisation, {f.estimator} estimator ({f.num_samples} samples); Adam lr {f.lr_adam}; "
+      f"{f.margin}, logit standardisation, {f.estimator} estimator ({f.num_samples} samples); "
+      + (f"Adam lr {f.lr_adam}; " if "adam" in opts else "") +
       f"weight decay {f.weight_decay}; LR decays per epoch of {spe} steps to {f.final_lr}. No hyperparameter "
       "search (the paper's selected MNIST settings for EXACT, a common CE setting). The paper's vision protocol "
       "(WRN / M3, 150-500 epochs, tuned lr / clip / min-variance, augmentation) is far beyond this CPU: compare "
@@ -700,9 +701,12 @@ def compare_estimators(z, y, sigma, num_samples, num_nodes, repeats, seed=0, k_l
 
 def run_estimator(cfg, workdir, res: Results):
   e = cfg.est
+  log = RunLog(workdir)
   rng = np.random.default_rng(cfg.seed)
   table = {}
+  t_start = time.time()
   for C in _csv(e.classes, int):
+    log(f"[exact/estimator] C={C}: {e.rows} rows, {e.repeats} Genz draws ... ({time.time() - t_start:.0f} s elapsed)")
     z, y = _moderate_logits(rng, int(e.rows), C, float(e.logit_scale))
     st = compare_estimators(z, y, float(e.sigma), int(e.num_samples), int(e.num_nodes), int(e.repeats),
                             k_ladder=tuple(_csv(e.k_ladder, int)))
@@ -717,6 +721,8 @@ def run_estimator(cfg, workdir, res: Results):
       st["quad_vs_closed_form"] = float(np.abs(q - closed).max())
       res.add("est_C2_quad_vs_closed_form", st["quad_vs_closed_form"])
     table[C] = st
+    log(f"[exact/estimator] C={C}: Genz rmse {st['genz_rmse']:.1e}, quadrature rmse {st['quad_rmse']:.1e}, "
+        f"fwd+bwd Genz {st['t_genz']:.3g} s / quadrature {st['t_quad']:.3g} s ({time.time() - t_start:.0f} s elapsed)")
     for k, v in st.items():
       res.add(f"est_C{C}_{k}", v)
     res.rows.append(Row(

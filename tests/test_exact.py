@@ -83,6 +83,27 @@ def test_genz_estimator_unbiased_with_correct_gradient():
   assert np.count_nonzero(np.asarray(gt)) == 3 and np.all(np.asarray(gt)[np.arange(3), m.argmin(1)] > 0)
 
 
+def test_fast_paths_equal_the_reference_paths():
+  # Genz: the undifferentiated primal runs the value channel only; same estimate as the full channel set.
+  m = jnp.asarray(RNG.normal(size=(4, 5)).astype(np.float32))
+  u = jax.random.uniform(jax.random.key(3), (8, 4, 5))
+  p_full, p_value = jax.jit(lambda m, u: (exact._genz_value_and_grad(m, u)[0],
+                                          exact._genz_value_and_grad(m, u, with_grad=False)[0]))(m, u)
+  np.testing.assert_allclose(p_value, p_full, rtol=1e-6, atol=1e-7)
+  # Quadrature from the logits (margin folded in) = the orthant integral of the clipped deltas, value and grad.
+  sigma = jnp.linspace(0.5, 1.5, 5)
+
+  w = jnp.arange(1.0, 6.0)
+  direct = lambda z: jnp.sum(w * exact.exact_log_prob_quadrature(z, LABELS, sigma, margin=0.7, num_nodes=8))
+  via_deltas = lambda z: jnp.sum(w * exact.orthant_log_prob_quadrature(
+      exact.exact_margins(z, LABELS, sigma, margin=0.7), num_nodes=8))
+  z = jnp.asarray(LOGITS)
+  (v_direct, g_direct), (v_deltas, g_deltas) = jax.jit(
+      lambda z: (jax.value_and_grad(direct)(z), jax.value_and_grad(via_deltas)(z)))(z)
+  np.testing.assert_allclose(v_direct, v_deltas, rtol=1e-5)
+  np.testing.assert_allclose(g_direct, g_deltas, rtol=1e-4, atol=1e-6)
+
+
 def test_matches_monte_carlo_argmax_frequency():
   sigma, n = 0.7, 40000
   eps = jax.random.normal(jax.random.key(2), (n,) + LOGITS.shape)
