@@ -191,3 +191,34 @@ def test_smoke_end_to_end(tmp_path):
     assert 0.0 <= v <= 1.0
   assert "mlm/7/acc_32" in m and "mlm/9/acc_32" in m
   assert any("randomized vs plain" in r["name"] for r in rec["rows"])
+
+
+@pytest.mark.slow   # two CHE model compiles; not timed on an idle CPU (measured only under heavy shared load)
+def test_randomized_variant_of_every_pe_runs_in_the_che_model():
+  """Randomized learned (L rows, integer positions) and relative (resampled per layer) PEs give finite logits
+  in the CHE model; equal-mean (real) positions are refused by the learned table."""
+  from configs.position_robustness import get_config
+  from experiments import position_robustness as drv
+  from research.tasks import che
+
+  c = get_config("smoke").che
+  task = che.get_task("reverse_string")
+  raw = che.sample("reverse_string", jax.random.key(0), 2, 4)
+  for pe in ("learned", "relative"):   # rope (smoke), sin/cos and ALiBi run in the che / quick variants
+    model = drv.che_model(task, pe, c)
+    per_layer = pe in drv.LAYERWISE_PES
+    dtype = jnp.int32 if pe == "learned" else jnp.float32
+
+    @jax.jit
+    def fwd(key, raw, model=model, per_layer=per_layer, dtype=dtype):
+      mb = che.to_model_batch(task, raw, 8)
+      pos = drv._positions("random", key, 8, jnp.int32(8), c, int(c.num_layers), per_layer, dtype, 8)
+      params = model.init(jax.random.key(2), drv._onehot(task, mb.tokens),
+                          positions=jnp.arange(8, dtype=dtype)[None])
+      return pos, drv._apply(model, params, task, mb.tokens, pos, mb.padding_mask, per_layer, None, False)
+
+    pos, logits = fwd(jax.random.key(1), raw)
+    assert pos.dtype == dtype and pos.shape == ((int(c.num_layers),) if per_layer else ()) + (1, 8)
+    assert logits.shape == (2, 8, task.output_vocab) and bool(jnp.all(jnp.isfinite(logits))), pe
+  with pytest.raises(TypeError, match="learned"):
+    drv.build_che(task, "learned", [drv.parse_arm("equal_mean")], c, 1)
