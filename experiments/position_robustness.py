@@ -309,6 +309,9 @@ def run_che(config, workdir: str, res: Results, log) -> None:
 
   # ---- rows: the models fit the training lengths (else the extrapolation comparison is empty).
   fits = {k: fit_at_n(d) for k, d in table.items()}
+  for k, v in fits.items():
+    if v is not None:
+      res.add(f"che/{k[0]}/{k[1]}/{k[2]}/acc_at_{N}", v)          # accuracy at the training length N
   for arm in ("plain", "randomized"):
     vals = [(k, v) for k, v in fits.items() if k[2] == arm and v is not None]
     if vals:
