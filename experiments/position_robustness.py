@@ -301,6 +301,16 @@ def run_che(config, workdir: str, res: Results, log) -> None:
 
   steps_set = sorted({int(d["steps"]) for d in table.values() if d.get("steps") is not None})
   steps_txt = "/".join(str(x) for x in steps_set) if steps_set else str(c.train_steps)
+  missing = [t for t in c.tasks if t not in tasks]
+  res.notes.append(
+      f"How the grid was reduced: tasks {', '.join(tasks)}"
+      + (f" (configured but not run within the CPU budget: {', '.join(missing)})" if missing else "")
+      + f"; PEs {', '.join(pes)}; arms {', '.join(arm_names)}; {c.seeds} seed(s); {c.num_layers}-layer d={c.d_model} "
+      f"{c.num_heads}-head post-LN encoder, dropout {c.dropout}; Adam lr {c.learning_rate}, clip {c.grad_clip}, "
+      f"batch {c.batch_size}, {steps_txt} steps, one curriculum length in 1..{N} per step; L={c.max_len}; test "
+      f"lengths {[n for n in c.test_lengths if n > N]} x {c.eval_samples} samples. Reference protocol (spec 07 "
+      "§3.7): 5 layers, 8 heads, dropout 0.1, batch 128, lr 1e-4..5e-4, 10k-1M steps, 10 seeds, every length "
+      "41..500 x 512 samples.")
 
   def fit_at_n(d):
     """Accuracy at the longest training length (evaluated like the test lengths), or None."""
