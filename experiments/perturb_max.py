@@ -369,6 +369,7 @@ def _bench(config, res: Results, workdir: str) -> None:
   from research.report import machine_info, machine_summary
 
   b = config.bench
+  load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
   B, n, K, S = int(b.batch), int(b.num_classes), int(b.num_nodes), int(b.mc_samples)
   x = jax.random.normal(jax.random.key(config.seed), (B, n)) * float(b.logit_spread)
   w = jax.random.normal(jax.random.key(config.seed + 1), (B, n))
@@ -451,6 +452,9 @@ def _bench(config, res: Results, workdir: str) -> None:
   res.add("bench_ratio_logcdf_pass_over_softmax", t["logcdf_pass"] / t_soft)
   res.add("bench_ratio_logcdf_pass_over_exp_pass", t["logcdf_pass"] / t["exp_pass"])
   dev = jax.devices()[0].device_kind
+  load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+  res.add("bench_load_average_start", load_start)
+  res.add("bench_load_average_end", load_end)
   where = f"{dev} ({machine_summary(machine_info())})"
   on_cpu = jax.default_backend() == "cpu"
   floor = t["logcdf_pass"] / t_soft
@@ -493,7 +497,8 @@ def _bench(config, res: Results, workdir: str) -> None:
       f"({jax.device_count()} device(s), one used), float32. Errors (RMS over all probabilities) on the first "
       f"{rows} rows against a float64 max-quantile reference at GH K={b.reference_nodes} (the pairwise formula "
       f"at the same K differs from it by RMS {err_ref_pair:.1e}). Timings on a shared CPU are noisy; the ratios "
-      "come from interleaved rounds in one run. The max-quantile method evaluates log Phi and exp (reverse hazard) "
+      f"come from interleaved rounds in one run (1-min load average {load_start:.1f} at the start, {load_end:.1f} at "
+      f"the end of the bench, on {os.cpu_count()} CPU core(s)). The max-quantile method evaluates log Phi and exp (reverse hazard) "
       f"at the B*n*K points once per Halley step (3 on these logits) and once more in the final pass, while "
       f"softmax needs one exp per logit: on a CPU the ratio is bounded below by ~passes x K x cost(log Phi) / "
       f"cost(softmax per logit); the measured single log-CDF pass (any K-node quadrature needs at least one, "
