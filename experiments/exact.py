@@ -821,7 +821,7 @@ def run_bench(cfg, workdir, res: Results):
                    "value and an analytic VJP (one log-CDF and one exp per (row, class, node) in the backward).")
   Cmax = max(_csv(b.classes, int))
   m = res.metrics
-  if f"bench_C{Cmax}_floor_exp_over_ce" in m:
+  if Cmax >= 1000 and f"bench_C{Cmax}_floor_exp_over_ce" in m:   # the issue target is at C=1000
     res.notes.append(
         f"Why the <= 20x target at C={Cmax} is out of reach on this CPU with K={b.num_nodes} nodes: cross-entropy "
         f"costs about one exp per logit (B x C), while any K-node quadrature of the EXACT integral must evaluate "
