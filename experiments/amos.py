@@ -1,8 +1,6 @@
 """Driver for configs/amos.py: Amos vs the jestimator oracle, Fashion-MNIST CNN, char-LM, update benchmark."""
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
 import math
 import os
@@ -18,89 +16,13 @@ import optax
 from research import data as data_lib
 from research import train
 from research.optim import amos as amos_lib
+from research.optim import amos_oracle
 from research.optim import memory
 from research.optim import rules
 from research.optim import su_rules
-from research.report import Results, Row, fmt
+from research.report import Results, Row, RunLog, fmt
 
 ARM_LABEL = {"amos": "Amos", "adamw": "AdamW", "adamw_su_r3": "AdamW + Su R3"}
-
-
-# ------------------------------------------------------------------------------------------------ oracle
-def load_oracle():
-  """jestimator 0.3.3's ``amos.py`` loaded by file path (its package ``__init__`` fails on current JAX)."""
-  spec = importlib.util.find_spec("jestimator")
-  paths = []
-  if spec is not None and spec.submodule_search_locations:
-    paths.append(os.path.join(list(spec.submodule_search_locations)[0], "amos.py"))
-  paths += glob.glob("/tmp/**/jestimator/amos.py", recursive=True)
-  for p in paths:
-    if os.path.exists(p):
-      s = importlib.util.spec_from_file_location("jestimator_amos_oracle", p)
-      mod = importlib.util.module_from_spec(s)
-      s.loader.exec_module(mod)
-      return mod
-  return None
-
-
-def _toy_params(dtype):
-  k = jax.random.split(jax.random.key(1), 4)
-  return {"Dense_0": {"kernel": 0.3 * jax.random.normal(k[0], (4, 3), dtype), "bias": jnp.zeros(3, dtype)},
-          "Embed_0": {"embedding": jax.random.normal(k[1], (5, 4), dtype)},
-          "Conv_0": {"kernel": 0.2 * jax.random.normal(k[2], (2, 2, 3, 4), dtype)},
-          "LayerNorm_0": {"scale": jnp.ones(3, dtype)}}
-
-
-def _toy_eta(name, shape):
-  return {"bias": 0.5, "scale": 1.0}.get(name[-1], float(np.sqrt(1.0 / np.prod(shape[:-1]))))
-
-
-def _toy_factored(name, shape):
-  if name[-1] == "kernel":
-    return (1,) * (len(shape) - 1) + (shape[-1],)
-  return (shape[0], 1) if name[-1] == "embedding" else ()
-
-
-ORACLE_CASES = {
-    "scalar_const": dict(learning_rate=0.08, shape_fn=lambda n, s: ()),
-    "factored_warmup_mom_clip_l2_dc": dict(learning_rate=optax.linear_schedule(0.0, 0.1, 30), shape_fn=_toy_factored,
-                                           beta=0.9, momentum=0.9, clip_value=0.7, extra_l2=1e-3, d_coef=0.5,
-                                           c_coef=0.1),
-    "full_cosine_mom": dict(learning_rate=optax.cosine_decay_schedule(0.12, 250), shape_fn=None, beta=0.98,
-                            momentum=0.5, d_coef=0.1, c_coef=0.4),
-}
-
-
-def oracle_diffs(cases, steps: int) -> Dict[str, float]:
-  """Max |ours - jestimator| over the parameter trajectory and final state, per case (float64)."""
-  oracle = load_oracle()
-  if oracle is None:
-    return {}
-  out = {}
-  with jax.enable_x64(True):
-    params = _toy_params(jnp.float64)
-    rng = np.random.default_rng(0)
-    noise = jax.tree_util.tree_map(lambda a: rng.normal(size=(steps,) + a.shape), params)
-
-    def loss(p):
-      return sum(jnp.sum(jnp.sin(3 * x) * x + 0.5 * x * x) for x in jax.tree_util.tree_leaves(p))
-
-    def traj(tx, p0, nz):
-      def step(c, e):
-        p, s = c
-        g = jax.tree_util.tree_map(jnp.add, jax.grad(loss)(p), e)
-        u, s = tx.update(g, s, p)
-        p = optax.apply_updates(p, u)
-        return (p, s), p
-      (_, s), ps = jax.lax.scan(step, (p0, tx.init(p0)), nz)
-      return ps, s
-
-    for name in cases:
-      kw = dict(ORACLE_CASES[name], eta_fn=_toy_eta)
-      a, b = jax.jit(lambda p, n: (traj(amos_lib.amos(**kw), p, n), traj(oracle.amos(**kw), p, n)))(params, noise)
-      out[name] = max(float(jnp.max(jnp.abs(x - y))) for x, y in
-                      zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-  return out
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -147,16 +69,21 @@ def _steps_to(curve_steps, curve_vals, target):
 
 def _train_arms(task: str, c, *, init_fn, per_seed_loss, eval_loss_fn, batches, steps_per_epoch, eta_f,
                 shape_f, sigma_f, workdir, res: Results):
-  """Trains every arm on ``c.seeds`` vmapped models with ``research.train.fit``; returns the curves."""
+  """Trains every arm on ``c.seeds`` models with ``research.train.fit``; returns the curves.
+
+  ``c.seed_loop``: train the seeds one after the other (fast on CPU, where vmapping different conv weights
+  over seeds turns every convolution into a slow grouped one); otherwise vmap them (one model per seed in
+  one program: fast on a GPU). ``batches(step)`` gives ``[batch, seed, ...]`` arrays for all seeds; either
+  way, seed ``s`` sees the same data order and init. Progress goes to ``workdir/log.txt``.
+  """
   seeds = int(c.seeds)
   devs = jax.devices()
   mesh = train.make_mesh(devs[:c.mesh_devices] if c.mesh_devices > 0 else devs)
+  log = RunLog(workdir)
+  groups = [[s] for s in range(seeds)] if c.seed_loop else [list(range(seeds))]
   curves, finals, states = {}, {}, {}
   for arm in c.arms.split(","):
     tx, info = _make_arm(arm, c, c.num_steps, steps_per_epoch, eta_f, shape_f, sigma_f)
-    params = jax.vmap(init_fn)(jnp.arange(seeds))
-    one = jax.tree_util.tree_map(lambda x: x[0], params)
-    states[arm] = memory.state_bytes(tx, one)
     summed = arm == "amos" and task == "fashion_cnn"  # the README's recipe uses a summed cross-entropy
 
     def loss_fn(p, batch, rng, summed=summed):
@@ -165,21 +92,35 @@ def _train_arms(task: str, c, *, init_fn, per_seed_loss, eval_loss_fn, batches, 
       return jnp.sum(losses), {"acc": jnp.mean(accs)}
 
     ev = jax.jit(jax.vmap(eval_loss_fn))
-
-    def eval_fn(p):
-      v = np.asarray(ev(p))
-      return {"val_loss": float(np.mean(v)), **{f"val_loss_s{i}": float(x) for i, x in enumerate(v)}}
-
-    state = train.TrainState.create(params=params, tx=vmap_tx(tx), rng=jax.random.key(0))
     t0 = time.time()
-    state, hist = train.fit(loss_fn, state, batches, num_steps=c.num_steps, workdir=None, eval_fn=eval_fn,
-                            eval_every=c.eval_every, log_every=c.eval_every, desc=f"{task}/{arm}", mesh=mesh,
-                            progress=False)
-    evals = [h for h in hist if "val_loss" in h]
-    steps = np.array([h["step"] for h in evals])
-    vals = np.array([[h[f"val_loss_s{i}"] for i in range(seeds)] for h in evals])
+    vals, params_out = [], []
+    for group in groups:
+      params = jax.vmap(init_fn)(jnp.asarray(group))
+      if arm not in states:
+        states[arm] = memory.state_bytes(tx, jax.tree_util.tree_map(lambda x: x[0], params))
+      sel = np.asarray(group)
+      group_batches = batches if len(group) == seeds else (
+          lambda step, sel=sel: jax.tree_util.tree_map(lambda a: a[:, sel], batches(step)))
+
+      def eval_fn(p):
+        v = np.asarray(ev(p))
+        return {"val_loss": float(np.mean(v)), **{f"val_loss_s{i}": float(x) for i, x in enumerate(v)}}
+
+      tg = time.time()
+      state = train.TrainState.create(params=params, tx=vmap_tx(tx), rng=jax.random.key(0))
+      state, hist = train.fit(loss_fn, state, group_batches, num_steps=c.num_steps, workdir=None,
+                              eval_fn=eval_fn, eval_every=c.eval_every, log_every=c.eval_every,
+                              desc=f"{task}/{arm}", mesh=mesh, progress=False)
+      evals = [h for h in hist if "val_loss" in h]
+      steps = np.array([h["step"] for h in evals])
+      vals.append(np.array([[h[f"val_loss_s{i}"] for i in range(len(group))] for h in evals]))
+      params_out.append(jax.device_get(state.params))
+      log(f"{task}/{arm} seeds {group}: {c.num_steps} steps in {time.time() - tg:.0f} s, "
+          f"final val loss {np.round(vals[-1][-1], 4).tolist()}")
+    vals = np.concatenate(vals, axis=1)
+    params = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *params_out)
     curves[arm] = {"steps": steps.tolist(), "val_loss": vals.tolist(), "info": info, "seconds": time.time() - t0}
-    finals[arm] = (jax.device_get(state.params), vals[-1])
+    finals[arm] = (params, vals[-1])
   return curves, finals, states
 
 
@@ -223,6 +164,23 @@ def _report_arms(task: str, c, curves, finals, states, res: Results, workdir: st
   return target
 
 
+def _steps_to_target_rows(task: str, c, res: Results, finals, target: float, published: str, note, unit=""):
+  """One row per non-AdamW arm: steps to reach AdamW's final validation loss (the paper's <= 70 % claim for
+  Amos; Su's rule has no published number). ``note(arm)`` gives the row's note."""
+  m = res.metrics
+  for arm in [a for a in ("amos", "adamw_su_r3") if a in finals]:
+    frac = m[f"{task}_{arm}_steps_to_adamw_loss_frac"]
+    ok = np.isfinite(frac) and frac <= 0.7
+    res.rows.append(Row(
+        f"{task}: {ARM_LABEL[arm]} steps to AdamW's final val loss ({fmt(target)}{unit})",
+        published if arm == "amos" else "- (no experiment in 9344)",
+        f"{fmt(m[f'{task}_{arm}_steps_to_adamw_loss'])} / {c.num_steps} ({fmt(100 * frac, 3)} %)"
+        if np.isfinite(frac) else
+        f"not reached by all seeds ({int(m[f'{task}_{arm}_seeds_reaching_adamw_loss'])}/{c.seeds})",
+        ("agrees" if ok else "differs") if arm == "amos" else "measured",
+        note(arm)))
+
+
 # ----------------------------------------------------------------------------------------- fashion CNN
 def run_fashion(c, data_dir, workdir, res: Results):
   x, y = data_lib.load_fashion_mnist("train", data_dir)
@@ -261,15 +219,19 @@ def run_fashion(c, data_dir, workdir, res: Results):
                                        eval_loss_fn=eval_loss, batches=batches, steps_per_epoch=steps_per_epoch,
                                        eta_f=eta_f, shape_f=shape_f, sigma_f=eta_f, workdir=workdir, res=res)
 
-  @jax.jit
-  def test_acc(p):
-    def one(pp):
-      acc = 0.0
-      for i in range(0, len(xt), 2000):
-        logits = model.apply(pp, jnp.asarray(norm(xt[i:i + 2000])))
-        acc += jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(yt[i:i + 2000]))
-      return acc / len(xt)
-    return jax.vmap(one)(p)
+  def one(pp):
+    acc = 0.0
+    for i in range(0, len(xt), 2000):
+      logits = model.apply(pp, jnp.asarray(norm(xt[i:i + 2000])))
+      acc += jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(yt[i:i + 2000]))
+    return acc / len(xt)
+
+  one_jit, all_jit = jax.jit(one), jax.jit(jax.vmap(one))
+
+  def test_acc(p):  # per seed; a loop on CPU (see _train_arms), vmapped otherwise
+    if not c.seed_loop:
+      return all_jit(p)
+    return np.array([one_jit(jax.tree_util.tree_map(lambda x: x[s], p)) for s in range(seeds)])
 
   accs = {arm: np.asarray(test_acc(finals[arm][0])) for arm in finals}
   for arm, a in accs.items():
@@ -286,16 +248,9 @@ def run_fashion(c, data_dir, workdir, res: Results):
       f"Fashion-MNIST (MNIST train images not offline), {len(xt)} test images, {c.seeds} seed(s), {c.num_steps} steps = {epochs:.2f} "
       f"epochs (reduced CPU budget; README: 9 epochs). "
       + ", ".join(f"{ARM_LABEL[a]} {100 * m[f'fashion_cnn_{a}_test_acc']:.2f} %" for a in accs if a != "amos")))
-  for arm in [a for a in ("amos", "adamw_su_r3") if a in finals]:
-    frac = m[f"fashion_cnn_{arm}_steps_to_adamw_loss_frac"]
-    ok = np.isfinite(frac) and frac <= 0.7
-    res.rows.append(Row(
-        f"fashion_cnn: {ARM_LABEL[arm]} steps to AdamW's final val loss ({fmt(target)})",
-        "<= 70 % (paper, BERT/T5)" if arm == "amos" else "- (no experiment in 9344)",
-        f"{fmt(m[f'fashion_cnn_{arm}_steps_to_adamw_loss'])} / {c.num_steps} ({fmt(100 * frac, 3)} %)"
-        if np.isfinite(frac) else f"not reached by all seeds ({int(m[f'fashion_cnn_{arm}_seeds_reaching_adamw_loss'])}/{c.seeds})",
-        ("agrees" if ok else "differs") if arm == "amos" else "measured",
-        f"final val loss {fmt(m[f'fashion_cnn_{arm}_final_val_loss'])} vs AdamW {fmt(target)}"))
+  _steps_to_target_rows("fashion_cnn", c, res, finals, target, "<= 70 % (paper, BERT/T5)",
+                        lambda arm: f"final val loss {fmt(m[f'fashion_cnn_{arm}_final_val_loss'])} vs AdamW "
+                                    f"{fmt(target)}")
   res.rows.append(Row(
       "fashion_cnn: Amos state bytes / AdamW", "<= 51 % (paper, with momentum)",
       f"{fmt(100 * m['fashion_cnn_amos_state_bytes_ratio_to_adamw'], 3)} % "
@@ -351,18 +306,11 @@ def run_lm(c, data_dir, workdir, res: Results):
                                        eta_f=eta_f, shape_f=shape_f, sigma_f=sigma_f, workdir=workdir, res=res)
   target = _report_arms("lm", c, curves, finals, states, res, workdir, {"vocab": V})
   m = res.metrics
-  for arm in [a for a in ("amos", "adamw_su_r3") if a in finals]:
-    frac = m[f"lm_{arm}_steps_to_adamw_loss_frac"]
-    ok = np.isfinite(frac) and frac <= 0.7
-    res.rows.append(Row(
-        f"lm: {ARM_LABEL[arm]} steps to AdamW's final val loss ({fmt(target)} nats/char)",
-        "<= 70 % (paper, BERT/T5 pre-training)" if arm == "amos" else "- (no experiment in 9344)",
-        f"{fmt(m[f'lm_{arm}_steps_to_adamw_loss'])} / {c.num_steps} ({fmt(100 * frac, 3)} %)"
-        if np.isfinite(frac) else f"not reached by all seeds ({int(m[f'lm_{arm}_seeds_reaching_adamw_loss'])}/{c.seeds})",
-        ("agrees" if ok else "differs") if arm == "amos" else "measured",
-        f"final val loss {fmt(m[f'lm_{arm}_final_val_loss'])} ± {fmt(m[f'lm_{arm}_final_val_loss_std'])} vs AdamW "
-        f"{fmt(target)}; {c.num_layers}x{c.d_model} char Transformer, ctx {L}, {c.seeds} seeds, "
-        f"{c.num_steps} steps (CPU-sized)"))
+  _steps_to_target_rows(
+      "lm", c, res, finals, target, "<= 70 % (paper, BERT/T5 pre-training)",
+      lambda arm: f"final val loss {fmt(m[f'lm_{arm}_final_val_loss'])} ± {fmt(m[f'lm_{arm}_final_val_loss_std'])} "
+                  f"vs AdamW {fmt(target)}; {c.num_layers}x{c.d_model} char Transformer, ctx {L}, {c.seeds} seeds, "
+                  f"{c.num_steps} steps (CPU-sized)", unit=" nats/char")
   r = m["lm_amos_state_bytes_ratio_to_adamw"]
   res.rows.append(Row("lm: Amos slot memory / AdamW (momentum 0.9, factored v,b)", "<= 51 %",
                       f"{fmt(100 * r, 4)} %", "agrees" if r <= 0.51 else "differs",
@@ -390,7 +338,7 @@ def run_bench(c, workdir, res: Results):
   n_params = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
   eta_f = rules.eta_fn(rules.bert_eta_rules(c.d_model, c.d_mlp))
   shape_f = rules.shape_fn(rules.bert_shape_rules())
-  oracle = load_oracle()
+  oracle = amos_oracle.load_oracle()
   kw = dict(learning_rate=optax.linear_schedule(0.0, 0.005, 10000), eta_fn=eta_f, shape_fn=shape_f, beta=0.999,
             momentum=c.momentum, clip_value=1.0)
   opts = {"amos": amos_lib.amos(**kw), "adamw": optax.adamw(1e-4, weight_decay=0.01)}
@@ -401,7 +349,7 @@ def run_bench(c, workdir, res: Results):
   # on a shared machine affects them alike; each number is the median over ``repeats`` rounds.
   key = jax.random.key(0)
   grads = jax.tree_util.tree_map(lambda s: 1e-3 * jnp.ones(s.shape, s.dtype), shapes)
-  runs, ts = {}, {name: [] for name in opts}
+  runs, ts, temp = {}, {name: [] for name in opts}, {}
   for name, tx in opts.items():
     params = jax.tree_util.tree_map(lambda s: 0.02 * jax.random.normal(key, s.shape, s.dtype), shapes)
 
@@ -411,7 +359,11 @@ def run_bench(c, workdir, res: Results):
 
     fn = jax.jit(step, donate_argnums=(0, 1))
     t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(params, tx.init(params), grads))
+    state = tx.init(params)
+    analysis = fn.lower(params, state, grads).compile().memory_analysis()
+    if analysis is not None:  # full-size temporaries = extra passes over memory (e.g. a clipped gradient copy)
+      temp[name] = res.add(f"bench_{name}_temp_bytes", float(analysis.temp_size_in_bytes))
+    out = jax.block_until_ready(fn(params, state, grads))
     res.add(f"bench_{name}_first_call_s", time.perf_counter() - t0)
     runs[name] = [fn, out]
   for _ in range(c.repeats):
@@ -434,8 +386,10 @@ def run_bench(c, workdir, res: Results):
     r_or = res.add("bench_amos_over_oracle_time", times["amos"] / times["jestimator"])
     res.rows.append(Row("bench: Amos / jestimator update time", "<= 1.0x (target)", f"{r_or:.3f}x",
                         "agrees" if r_or <= 1.0 else ("within noise" if r_or <= 1.05 else "differs"),
-                        f"{n_params / 1e6:.1f}M params, median of {c.repeats} interleaved rounds, jit, {dev}; "
-                        f"Amos {times['amos'] * 1e3:.0f} ms, oracle {times['jestimator'] * 1e3:.0f} ms"))
+                        f"{n_params / 1e6:.1f}M params, median of {c.repeats} interleaved rounds, jit, donated "
+                        f"params and state, {dev}; Amos {times['amos'] * 1e3:.0f} ms, oracle "
+                        f"{times['jestimator'] * 1e3:.0f} ms; XLA temporaries "
+                        + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in temp.items())))
   res.rows.append(Row("bench: Amos / optax.adamw update time", "<= 1.2x (target)", f"{r_ad:.3f}x",
                       "agrees" if r_ad <= 1.2 else "differs",
                       f"adamw {times['adamw'] * 1e3:.0f} ms"))
@@ -455,10 +409,11 @@ def run(config, workdir: str) -> Results:
     raise ValueError(f"Unknown task(s) {sorted(bad)} in config.tasks; valid: {sorted(valid)}")
   if "oracle" in tasks:
     cases = [k for k in config.oracle.cases.split(",") if k]
-    unknown = set(cases) - set(ORACLE_CASES)
+    unknown = set(cases) - set(amos_oracle.ORACLE_CASES)
     if unknown:
-      raise ValueError(f"Unknown oracle case(s) {sorted(unknown)}; valid: {sorted(ORACLE_CASES)}")
-    diffs = oracle_diffs(cases, config.oracle.steps)
+      raise ValueError(f"Unknown oracle case(s) {sorted(unknown)}; valid: {sorted(amos_oracle.ORACLE_CASES)}")
+    found = amos_oracle.oracle_diffs(cases, config.oracle.steps)
+    diffs = {k: v["max_abs_diff"] for k, v in found.items()} if found is not None else {}
     if diffs:
       worst = res.add("oracle_max_abs_diff", max(diffs.values()))
       for k, v in diffs.items():
@@ -484,7 +439,8 @@ def run(config, workdir: str) -> Results:
       "**AdamW + Su R3** = Adam's direction followed by `research.optim.su_rules.su_rules` (per-tensor update RMS "
       "alpha0*sigma, decoupled decay alpha0^2/2 not multiplied by the lr, R3 factor 1/(kappa t + 1) with the "
       "half-life set to half the run; sigma from the same regex rules). Each arm trains `seeds` independent "
-      "models at once (vmapped, with different inits and data orders) through `research.train.fit`. "
+      "models (different inits and data orders) through `research.train.fit`, vmapped in one program or, with "
+      "`seed_loop` (the CPU setting of the CNN), one after the other. "
       "'Steps to AdamW's final val loss' is the first evaluation step at which a seed's validation loss is at "
       "most the mean final AdamW validation loss (averaged over seeds; 'not reached' if a seed never gets there).")
   return res
