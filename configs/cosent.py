@@ -19,21 +19,25 @@ What it reproduces
     (ATEC/BQ/LCQMC/PAWSX/STS-B).
   * ``bench``: Flax MiniLM forward throughput (sentences/s, length 64) vs PyTorch sentence-transformers on the
     same CPU; CoSENT O(B log B) vs O(B^2) (value+grad) at B in {64, 1024, 4096}. Targets: >= 1.0x, >= 10x.
+    On a GPU also the MiniLM cross-encoder training throughput (pairs/s; ``bench_train_on_cpu`` forces it).
 
 Texts longer than ``max_len`` tokens are truncated (pairs longest-first); the driver reports how many.
 
-Commands
+Commands (the committed CPU runs; results/cosent/<variant>/results.md records each exact command)
   python -m experiments.run --config=configs/cosent.py:quick --workdir=results/cosent/quick
+  python -m experiments.run --config=configs/cosent.py:bench --workdir=results/cosent/bench
   python -m experiments.run --config=configs/cosent.py:interactive_cpu --workdir=results/cosent/interactive_cpu
+  python -m experiments.run --config=configs/cosent.py:interactive_en_cpu --workdir=results/cosent/interactive_en_cpu
   python -m experiments.run --config=configs/cosent.py:interactive --workdir=W --config.checkpoint=/path/bert-base-chinese
 
-Time (idle 2-core CPU / one modern GPU, estimates): smoke ~20-40 s CPU; quick ~1.5 min; bench ~2 min;
-interactive_cpu / interactive_en_cpu / bi_encoder_cpu ~10 min each on an idle CPU (subsets, see VARIANTS);
-when the CPU is shared by many jobs everything is several times slower (the committed runs were cut down
-further with overrides, recorded in their results.md). interactive (full data, 5 seeds, 5 arms, 4-layer
-offline model, 20k MLM steps) ~days on CPU / ~6 h on a GPU; with a BERT-base checkpoint ~12 GPU-hours
-(4 tasks x 5 arms x 5 seeds x 5 epochs); interactive_en ~20 GPU-minutes; bi_encoder ~1 GPU-hour.
-GPU variants have not been run in this project (no GPU was available).
+Time (2-core CPU shared with ~6 other jobs, load ~13, measured 2026-11-24; an idle CPU is ~3-5x faster):
+smoke ~20-40 s; quick ~4 min; bench ~6.5 min; interactive_en_cpu ~50 min (MiniLM cross-encoder, ~11 s per
+32-pair step); interactive_cpu ~15 min (LCQMC only: a randomly initialised char-BERT needs thousands of
+pairs and hundreds of steps before its valid Spearman leaves chance; PAWSX, built to defeat lexical
+overlap, was at chance in every CPU-sized run, add it with --config.tasks=LCQMC,PAWSX); bi_encoder_cpu ~10 min. interactive (full
+data, 5 seeds, 5 arms, 4-layer offline model, 20k MLM steps) ~days on CPU / ~6 h on a GPU; with a
+BERT-base checkpoint ~12 GPU-hours (4 tasks x 5 arms x 5 seeds x 5 epochs); interactive_en ~20
+GPU-minutes; bi_encoder ~1 GPU-hour. GPU variants have not been run in this project (no GPU was available).
 """
 import ml_collections
 
@@ -44,9 +48,9 @@ VARIANTS = {
     "quick": "~1.5 min CPU (idle): LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
     "bench": "Flax vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
-    "interactive_cpu": "9341 protocol on CPU: 4 tasks, 3000 train / 500 valid / 500 test pairs, 2 seeds, 2 epochs",
+    "interactive_cpu": "9341 protocol on CPU: LCQMC, 5000 train / 1000 valid / 1000 test pairs, 2x64 char-BERT, 100 MLM steps, 2 epochs, 2 seeds",
     "interactive_en": "MiniLM cross-encoder on English STS-B, CE (binarised) vs CoSENT (graded), full data, 3 seeds (GPU)",
-    "interactive_en_cpu": "interactive_en on CPU: 512 train / 384 dev / 384 test pairs, 1 epoch, 2 seeds",
+    "interactive_en_cpu": "interactive_en on CPU: 1024 train / 400 dev / 400 test pairs, 2 epochs, 2 seeds",
     "bi_encoder": "8847: CoSENT vs Sentence-BERT bi-encoders, MiniLM on STS-B + offline model on Chinese tasks (GPU)",
     "bi_encoder_cpu": "bi_encoder on CPU: STS-B-en (MiniLM) + LCQMC/PAWSX (offline model), 512 train pairs, 1 epoch, 2 seeds",
 }
@@ -64,12 +68,12 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
               "interactive_en": "interactive_en", "interactive_en_cpu": "interactive_en",
               "bi_encoder": "bi_encoder", "bi_encoder_cpu": "bi_encoder"}[v]
   # ---- data -------------------------------------------------------------------------------------------
-  cfg.tasks = {"smoke": "BQ", "quick": "LCQMC", "bi_encoder": "STS-B-en,ATEC,BQ,LCQMC,PAWSX",
+  cfg.tasks = {"smoke": "BQ", "quick": "LCQMC", "interactive_cpu": "LCQMC", "bi_encoder": "STS-B-en,ATEC,BQ,LCQMC,PAWSX",
                "bi_encoder_cpu": "STS-B-en,LCQMC,PAWSX", "interactive_en": "STS-B-en",
                "interactive_en_cpu": "STS-B-en"}.get(v, "ATEC,BQ,LCQMC,PAWSX")
-  cfg.n_train = {"smoke": 128, "quick": 4000, "interactive_cpu": 3000, "interactive_en_cpu": 512,
+  cfg.n_train = {"smoke": 128, "quick": 4000, "interactive_cpu": 5000, "interactive_en_cpu": 1024,
                  "bi_encoder_cpu": 512}.get(v, 0)            # 0 = the whole split
-  cfg.n_valid = {"smoke": 128, "quick": 400, "interactive_cpu": 500, "interactive_en_cpu": 384,
+  cfg.n_valid = {"smoke": 128, "quick": 400, "interactive_cpu": 1000, "interactive_en_cpu": 400,
                  "bi_encoder_cpu": 384}.get(v, 0)
   cfg.n_test = cfg.n_valid
   cfg.max_len = {"smoke": 32, "interactive": 128, "interactive_en": 128}.get(v, 64)   # pair tokens; article 128
@@ -79,20 +83,20 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.checkpoint = ""                               # local HF BERT dir (bert-base-chinese ...); "" = offline model
   cfg.model = ml_collections.ConfigDict()
   cfg.model.num_layers = {"smoke": 1, "quick": 2, "interactive_cpu": 2, "bi_encoder_cpu": 2}.get(v, 4)
-  cfg.model.hidden = {"smoke": 32, "quick": 64, "interactive_cpu": 128, "bi_encoder_cpu": 128}.get(v, 256)
+  cfg.model.hidden = {"smoke": 32, "quick": 64, "interactive_cpu": 64, "bi_encoder_cpu": 128}.get(v, 256)
   cfg.model.heads = {"smoke": 2}.get(v, 4)
   cfg.model.intermediate = 4 * cfg.model.hidden
   cfg.model.vocab_size = {"smoke": 800}.get(v, 6000)
   cfg.model.dropout = 0.1
   # ---- MLM pretraining of the offline model ------------------------------------------------------------
   cfg.pretrain = ml_collections.ConfigDict()
-  cfg.pretrain.steps = {"smoke": 4, "quick": 100, "interactive_cpu": 400, "bi_encoder_cpu": 400}.get(v, 20000)
-  cfg.pretrain.batch_size = {"smoke": 16, "quick": 32}.get(v, 64)
+  cfg.pretrain.steps = {"smoke": 4, "quick": 100, "interactive_cpu": 100, "bi_encoder_cpu": 400}.get(v, 20000)
+  cfg.pretrain.batch_size = {"smoke": 16, "quick": 32, "interactive_cpu": 32}.get(v, 64)
   cfg.pretrain.lr = 1e-3 if v in ("smoke", "quick", "interactive_cpu", "bi_encoder_cpu") else 5e-4
-  cfg.pretrain.warmup = {"smoke": 2}.get(v, 50 if "cpu" in v or v == "quick" else 1000)
+  cfg.pretrain.warmup = {"smoke": 2, "interactive_cpu": 30}.get(v, 50 if "cpu" in v or v == "quick" else 1000)
   cfg.pretrain.mask_prob = 0.15
   cfg.pretrain.max_rows_per_task = {"smoke": 500, "quick": 5000}.get(v, 20000 if "cpu" in v else 0)  # 0 = all
-  cfg.pretrain.tasks = {"smoke": "BQ", "quick": "LCQMC"}.get(v, "ATEC,BQ,LCQMC,PAWSX")   # unlabelled train pairs
+  cfg.pretrain.tasks = {"smoke": "BQ", "quick": "LCQMC", "interactive_cpu": "LCQMC"}.get(v, "ATEC,BQ,LCQMC,PAWSX")   # unlabelled train pairs
   cfg.pretrained_cache = ""                         # dir to save/load the pretrained offline model ("" = workdir)
   # ---- fine-tuning (the article: Adam lr 2e-5, eps 1e-6, constant, no decay, 5 epochs) ---------------------
   cfg.arms = {"smoke": PUBLISHED_ARMS, "quick": PUBLISHED_ARMS,
@@ -100,7 +104,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
               "interactive_en": PUBLISHED_ARMS, "interactive_en_cpu": PUBLISHED_ARMS}.get(v, ALL_ARMS)
   cfg.seeds = {"smoke": 1, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2, "bi_encoder_cpu": 2,
                "interactive_en": 3, "bi_encoder": 3}.get(v, 5)
-  cfg.epochs = {"smoke": 2, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 1,
+  cfg.epochs = {"smoke": 2, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2,
                 "bi_encoder_cpu": 1}.get(v, 5)
   cfg.lr = 2e-5                                     # used with a pretrained checkpoint / MiniLM bi-encoders
   cfg.lr_minilm_cross = {"interactive_en_cpu": 1e-4}.get(v, 2e-5)   # MiniLM cross-encoder (new [CLS] head)

@@ -416,6 +416,16 @@ def _verdict(m, se, tol=1.0):
   return f"differs ({'CoSENT' if m > 0 else 'CE'} better beyond noise)"
 
 
+def _hypothesis_verdict(m, se, tol=0.5):
+  """CoSENT >= CE on graded labels: supported / contradicted only beyond 2 standard errors (and tol points)."""
+  noise = max(2 * se if np.isfinite(se) else 0.0, tol)
+  if m > noise:
+    return "supports hypothesis (CoSENT better beyond noise)"
+  if m < -noise:
+    return "contradicts (CE better beyond noise)"
+  return "inconclusive (|diff| within 2 SE)"
+
+
 def _interactive_rows(res, tasks, per, deltas, config, english, info):
   offline = not english and not config.checkpoint
   level_note = ("offline small char-BERT on data subsets: absolute level not comparable, compare the difference"
@@ -430,7 +440,7 @@ def _interactive_rows(res, tasks, per, deltas, config, english, info):
             name=f"{task} cross-encoder test Spearman: CE (binarised >2.5) | CoSENT (graded)",
             published="not tested in 9341 (hypothesis: CoSENT >= CE, it can use the grading)",
             measured=f"{ce:.2f} | {co:.2f} (diff {m:+.2f} +- {se:.2f}, {len(deltas[(task, 'test_spearman')])} seeds)",
-            verdict="supports hypothesis" if m > 0 else ("inconclusive" if m > -max(2 * se, 0.5) else "contradicts"),
+            verdict=_hypothesis_verdict(m, se),
             note="MiniLM cross-encoder, best epoch by valid Spearman"))
     return
   ms = {"test_spearman": [], "test_acc": []}
