@@ -264,6 +264,18 @@ def run_che(config, workdir: str, res: Results, log) -> None:
                                                           "train_acc": rec.get("train_acc"),
                                                           "steps": rec.get("steps")}
     res.notes.append("Merged from the per-process raw tables in: " + ", ".join(c.load_raw))
+    # A task cut short (not every PE x arm trained) is left out of the grid, so that every PE averages over
+    # the same tasks; its partial scores are listed in a note.
+    want = [(pe, a.name) for pe in c.pes for a in arms]
+    partial = [t for t in c.tasks if any(k[0] == t for k in table)
+               and not all((t, pe, a) in table for pe, a in want)]
+    for t in partial:
+      got = {k: d for k, d in table.items() if k[0] == t}
+      res.notes.append(f"Partial task {t} (left out of the grid and the averages; trained only for "
+                       + ", ".join(f"{k[1]}/{k[2]}: score {100 * np.asarray(d['acc'])[np.asarray(d['lengths']) > int(c.train_max_length)].mean():.1f}%"
+                                   for k, d in got.items()) + ").")
+      for k in got:
+        del table[k]
   else:
     for task_name in c.tasks:
       for pe in c.pes:
