@@ -465,7 +465,8 @@ def _bench(config, res: Results, workdir: str) -> None:
           f"measured on {where}; RMS err {err_q:.1e}" +
           (f"; floor on this machine: ONE log-CDF pass at the {B}x{n}x{K} points alone (forward, nothing else) "
            f"takes {floor:.3g}x the softmax fwd+bwd ({t['logcdf_pass'] / t['exp_pass']:.2g}x an exp pass), and "
-           "the method needs ~4 such passes (3 Halley steps + the final pass, plus its backward), so <= 10x "
+           "the method needs 3 such passes (3 Halley steps; the final pass reuses the last one) plus the softmax "
+           "over n at the K nodes and its backward, so <= 10x "
            "is out of reach on this CPU at K=16" if on_cpu and floor > 1 else "")),
   ]
   if t_pair is not None:
@@ -499,7 +500,8 @@ def _bench(config, res: Results, workdir: str) -> None:
       f"at the same K differs from it by RMS {err_ref_pair:.1e}). Timings on a shared CPU are noisy; the ratios "
       f"come from interleaved rounds in one run (1-min load average {load_start:.1f} at the start, {load_end:.1f} at "
       f"the end of the bench, on {os.cpu_count()} CPU core(s)). The max-quantile method evaluates log Phi and exp (reverse hazard) "
-      f"at the B*n*K points once per Halley step (3 on these logits) and once more in the final pass, while "
+      f"at the B*n*K points once per Halley step (3 on these logits; the final pass moves the last evaluation "
+      f"to the converged nodes to first order instead of re-evaluating), while "
       f"softmax needs one exp per logit: on a CPU the ratio is bounded below by ~passes x K x cost(log Phi) / "
       f"cost(softmax per logit); the measured single log-CDF pass (any K-node quadrature needs at least one, "
       f"the label-only NLL included) is {floor:.3g}x the softmax fwd+bwd here, so the 10x target needs a "

@@ -51,7 +51,7 @@ Public API (all functions act on the last axis of ``logits`` of any batch shape;
     ``closed_form``: Gumbel noise returns ``jax.nn.log_softmax(logits / scale)`` directly when True; False
     forces the quadrature (used to test that it converges to softmax).
     ``method``: "pairwise" (the article's (PM), O(n^2 K) per row; rows of i are processed in blocks of
-    ``chunk_size`` when n is large), "max_quantile" ((MQ), O(n K) per row times ~3-5 solver passes), or None
+    ``chunk_size`` when n is large), "max_quantile" ((MQ), O(n K) per row times ~3 solver passes), or None
     (see above).
 
 ``perturb_max_log_prob_of(logits, labels, noise="normal", rule=None, num_nodes=16, margin=0.0,
