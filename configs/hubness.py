@@ -27,7 +27,8 @@ Time (2-core CPU shared with other jobs / one GPU):
   quick       ~60 s: volume table + emergence at N=4,000 for d in {2, 32, 512}, 1 seed / seconds
   volume      ~5 s
   emergence   ~5-10 min (30 exact kNN graphs of 10,000 points) / < 1 min
-  gan         ~10 min at the CPU budget below (3 seeds vmapped, 1,000 samples per condition) / minutes
+  gan         digits ~15 min (3 seeds vmapped, 3,000 steps, 1,000 samples per condition; 902 s measured
+              with the CPU shared by ~7 jobs); fashion_mnist (conv, 1,000 steps) longer / minutes
   gan_gpu     GPU-sized: 20k steps, 10,000 samples per condition, N_ref 10,000 (not run on CPU)
   bench       ~1-2 min / seconds; bench_gpu N = 100,000 (GPU only)
 """

@@ -303,6 +303,7 @@ def run_gan(cfg, workdir) -> Results:
     real_f, real_conf = gen_eval.classifier_features(clf, cparams, x_real)
     gen, state, train_s, kind = _train_gans(name, x_train, g, seeds, workdir)
     res.add(f"gan_{name}_train_seconds", train_s)
+    n_params = sum(int(a.size) for a in jax.tree.leaves((state["g"], state["d"]))) // seeds
     per = {}
     infos = []
     grids = {}
@@ -397,7 +398,7 @@ def run_gan(cfg, workdir) -> Results:
         "w (z-space selections are mapped first).")
     res.notes.append(
         f"{name}: reduced from the paper's setting (StyleGAN2-ADA on FFHQ, 512-d W, FID on 50k Inception "
-        f"features): a {kind} GAN of a few hundred thousand parameters trained for "
+        f"features): a {kind} GAN of {n_params / 1e6:.2f}M parameters (G + D) trained for "
         f"{g.steps_digits if name == 'digits' else g.steps_fashion} steps on a CPU, {g.num_samples} samples "
         f"per condition, precision/recall/FD in a small classifier's {gen_eval.FeatureClassifier.feature_dim}"
         f"-d features; the hub rule keeps N = {g.n_ref:,}, k = {g.k}, t = {g.threshold:g} where some latent "
