@@ -791,7 +791,7 @@ def run_bench(cfg, workdir, res: Results):
     res.rows.append(Row(f"bench B={B} C={C}: floor of any K={K} quadrature / CE", "-",
                         f"{t_fe / t_ce:.1f}x (exp) / {t_fl / t_ce:.1f}x (log-CDF)", "-",
                         f"just evaluating the B x C x K grid: one exp per node {1e3 * t_fe:.3f} ms; jax log_ndtr "
-                        f"fwd+bwd {1e3 * t_fl:.3f} ms (EXACT needs at least the latter)"))
+                        f"fwd+bwd by autodiff {1e3 * t_fl:.3f} ms (EXACT's cost is of this order: K log-CDFs per logit)"))
     k_small = int(b.small_nodes)
     ex_small = jax.jit(jax.grad(lambda z, y: exact.exact_loss(z, y, 1.0, num_nodes=k_small)))
     t_small = _timeit(ex_small, zj, yj, repeats=int(b.repeats))
@@ -823,18 +823,18 @@ def run_bench(cfg, workdir, res: Results):
   m = res.metrics
   if Cmax >= 1000 and f"bench_C{Cmax}_floor_exp_over_ce" in m:   # the issue target is at C=1000
     res.notes.append(
-        f"Why the <= 20x target at C={Cmax} is out of reach on this CPU with K={b.num_nodes} nodes: cross-entropy "
+        f"What bounds the ratio at C={Cmax} (target <= 20x) on this CPU with K={b.num_nodes} nodes: cross-entropy "
         f"costs about one exp per logit (B x C), while any K-node quadrature of the EXACT integral must evaluate "
         f"log Phi at the B x C x K grid forward and its derivative (at least one exp per point) backward. One exp "
         f"per grid point, the cheapest conceivable pass, measured {m[f'bench_C{Cmax}_floor_exp_over_ce']:.1f}x CE, "
         f"so forward + backward cost at least ~{2 * m[f'bench_C{Cmax}_floor_exp_over_ce']:.0f}x even if a log-CDF "
-        f"were as cheap as an exp; jax's log_ndtr forward+backward on the grid measured "
-        f"{m[f'bench_C{Cmax}_floor_logcdf_over_ce']:.0f}x CE, and EXACT (which needs at least that) "
-        f"{m[f'bench_C{Cmax}_exact_over_ce']:.0f}x, i.e. within "
-        f"{m[f'bench_C{Cmax}_exact_over_ce'] / m[f'bench_C{Cmax}_floor_logcdf_over_ce']:.2f}x of the log-CDF floor: "
-        "what remains is the log-CDF itself (issue 9085's implementation), not EXACT's code. Fewer nodes are "
-        f"accurate enough in practice (the K={b.small_nodes} row: already as accurate as the paper's Genz n=16), "
-        "and a GPU hides the element count.")
+        f"were as cheap as an exp; jax's log_ndtr forward+backward (autodiff) on the grid measured "
+        f"{m[f'bench_C{Cmax}_floor_logcdf_over_ce']:.0f}x CE, and EXACT {m[f'bench_C{Cmax}_exact_over_ce']:.0f}x "
+        f"({m[f'bench_C{Cmax}_exact_over_ce'] / m[f'bench_C{Cmax}_floor_logcdf_over_ce']:.2f}x that): what remains "
+        "is the cost of jax's log-CDF itself on the B x C x K grid, not EXACT's code around it. The target would "
+        "need a log-CDF costing about as little as an exp per point (the exp floor above, which is noisy under "
+        "load), i.e. a different log-CDF implementation (issue 9085's), fewer nodes or a GPU. Fewer nodes are "
+        f"accurate enough in practice (the K={b.small_nodes} row: already as accurate as the paper's Genz n=16).")
 
 
 PARTS = {"toy": run_toy, "tabular": run_tabular, "fashion": run_fashion, "estimator": run_estimator,
