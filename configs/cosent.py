@@ -31,8 +31,8 @@ Commands (the committed CPU runs; results/cosent/<variant>/results.md records ea
   python -m experiments.run --config=configs/cosent.py:interactive --workdir=W --config.checkpoint=/path/bert-base-chinese
 
 Time (2-core CPU shared with ~6 other jobs, load ~13, measured 2026-11-24; an idle CPU is ~3-5x faster):
-smoke ~20-40 s; quick ~4 min; bench ~6.5 min; interactive_en_cpu ~50 min (MiniLM cross-encoder, ~11 s per
-32-pair step); interactive_cpu ~15 min (LCQMC only: a randomly initialised char-BERT needs thousands of
+smoke ~20-40 s; quick ~4 min; bench ~6.5 min; interactive_en_cpu ~54 min (MiniLM cross-encoder, ~11 s per
+32-pair step); interactive_cpu ~8.5 min (LCQMC only: a randomly initialised char-BERT needs thousands of
 pairs and hundreds of steps before its valid Spearman leaves chance; PAWSX, built to defeat lexical
 overlap, was at chance in every CPU-sized run, add it with --config.tasks=LCQMC,PAWSX); bi_encoder_cpu ~10 min. interactive (full
 data, 5 seeds, 5 arms, 4-layer offline model, 20k MLM steps) ~days on CPU / ~6 h on a GPU; with a
