@@ -679,9 +679,9 @@ def run_bench(config, workdir: str, res: Results, log) -> None:
   res.notes.append(f"Timings are medians over {b.repeats} interleaved repeats (plain and randomized alternate) of a "
                    "jitted lax.scan of `log_every` steps (position sampling and the data generator run inside the "
                    "step); on a shared CPU they are noisy. RoPE computes cos/sin once per call on [N, D/2] "
-                   "(research.nn.position._rope_cos_sin); before that XLA fused them into the [B, N, H, D] rotation "
-                   "loops, recomputing them per batch row and head for sampled positions (ratio 1.091 measured "
-                   "then).")
+                   "(research.nn.position._rope_cos_sin; XLA used to fuse them into the [B, N, H, D] rotation loops, "
+                   "recomputing them per batch row and head for sampled positions). Consecutive runs of this bench "
+                   "on the same CPU differ by several percent, so compare the ratio over runs, not one run.")
 
 
 # ================================================================================================= run
