@@ -15,8 +15,8 @@ Command: python -m experiments.run --config=configs/position_robustness.py:<vari
 Variants and time (2-core CPU shared with other jobs / one GPU):
   smoke              ~30-60 s CPU (compile dominated): 1 tiny CHE group + a tiny MLM; used by the tests.
   quick              ~1-2 min CPU: Bucket Sort x RoPE, plain vs randomized (the headline effect) at toy size.
-  che                measured: 84 min for 4 tasks (+1 group) on the 2-core CPU shared at load 10-19; the 6 tasks
-                     need ~2 h there, less when idle (REDUCED: 6 tasks x {sin/cos, RoPE,
+  che                measured: 84 min for the first 4 tasks on the 2-core CPU shared at load 10-19, 7 min for the
+                     other 2 (Cycle Navigation, Parity) on the idle CPU: ~25-30 min idle in all (REDUCED: 6 tasks x {sin/cos, RoPE,
                      ALiBi} x {plain, randomized}, 1 seed, 2-layer d=64 4-head post-LN models, lr 1e-3, 1500 steps,
                      batch 32, test lengths {41, 100, 200, 500} x 32 samples, plus length 40 for the fit).
                      300 steps (the first version) left every model at the majority class. GPU: minutes.
@@ -34,7 +34,7 @@ from configs import common
 VARIANTS = {
     "smoke": "seconds-to-a-minute; tiny CHE + tiny MLM end to end (used by the tests)",
     "quick": "~1-2 min CPU: Bucket Sort, RoPE plain vs randomized (headline: randomization extrapolates)",
-    "che": "~2 h shared CPU, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
+    "che": "~25-30 min idle 2-core CPU, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
     "che_full": "GPU: all 15 CHE tasks x 6 PEs x {plain, randomized, grid test}, 10 seeds, 100k steps",
     "mlm_extrapolation": "~8 min CPU: char MLM trained at 64, tested at 512; all arms of the issue",
     "bench": "step time randomized vs plain positions (overhead ratio), CHE throughput",
