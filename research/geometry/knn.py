@@ -276,20 +276,27 @@ def _compiled_symmetric(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chunk
     vals = jnp.moveaxis(vals, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
     idx = jnp.moveaxis(idx, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
     vals, idx = lax.sort((vals, idx), dimension=-1, num_keys=2)
-    cand = jnp.minimum(idx[:n, :kc], n - 1)
-    x = xb.reshape(n_blocks * chunk, -1)[:n]
-    diff = x[:, None, :] - x[cand]
-    exact = jnp.sum(diff * diff, axis=-1)
-    if cosine:
-      exact = 0.5 * exact
-    invalid = ~jnp.isfinite(vals[:n, :kc])
-    if exclude_self:
-      invalid = invalid | (cand == jnp.arange(n, dtype=jnp.int32)[:, None])
-    exact = jnp.where(invalid, jnp.inf, exact)
-    exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
-    return exact[:, :k], cand[:, :k]
+    return _rerank_exact(xb.reshape(n_blocks * chunk, -1)[:n], vals[:n], idx[:n], k, kc, cosine, exclude_self)
 
   return jax.jit(run)
+
+
+def _rerank_exact(x, vals, idx, k, kc, cosine, exclude_self):
+  """Exact k nearest among the first ``kc`` sorted candidates of each row: recompute the squared
+  distances (halved for cosine), drop non-finite candidates (and self when excluded), re-sort by
+  (distance, index) and keep ``k``. ``x`` is [n, d]; ``vals``/``idx`` are [n, m >= kc], sorted."""
+  n = x.shape[0]
+  cand = jnp.minimum(idx[:, :kc], n - 1)
+  diff = x[:, None, :] - x[cand]
+  exact = jnp.sum(diff * diff, axis=-1)
+  if cosine:
+    exact = 0.5 * exact
+  invalid = ~jnp.isfinite(vals[:, :kc])
+  if exclude_self:
+    invalid = invalid | (cand == jnp.arange(n, dtype=jnp.int32)[:, None])
+  exact = jnp.where(invalid, jnp.inf, exact)
+  exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
+  return exact[:, :k], cand[:, :k]
 
 
 def _knn_blockpairs(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin):
@@ -439,18 +446,7 @@ def _compiled_half_circle(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chu
     vals = bv.reshape(B * c, nb * kc)[:n]
     idx = bi.reshape(B * c, nb * kc)[:n]
     vals, idx = lax.sort((vals, idx), dimension=-1, num_keys=2)
-    cand = jnp.minimum(idx[:, :kc], n - 1)
-    x = xb.reshape(B * c, -1)[:n]
-    diff = x[:, None, :] - x[cand]
-    exact = jnp.sum(diff * diff, axis=-1)
-    if cosine:
-      exact = 0.5 * exact
-    invalid = ~jnp.isfinite(vals[:, :kc])
-    if exclude_self:
-      invalid = invalid | (cand == jnp.arange(n, dtype=jnp.int32)[:, None])
-    exact = jnp.where(invalid, jnp.inf, exact)
-    exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
-    return exact[:, :k], cand[:, :k]
+    return _rerank_exact(xb.reshape(B * c, -1)[:n], vals, idx, k, kc, cosine, exclude_self)
 
   return jax.jit(run)
 
