@@ -20,4 +20,7 @@ def base_config(experiment: str, variant: str, variants: dict | None = None) -> 
   cfg.variant = variant
   cfg.seed = 0
   cfg.data_dir = ml_collections.FieldReference(None, field_type=str)
+  # CPU hosts: split the CPU into this many JAX devices before the run (-1: one per core, 0: JAX's
+  # default of one device) so the batch shards over the cores; see research.train.set_cpu_devices.
+  cfg.cpu_devices = 0
   return cfg

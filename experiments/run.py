@@ -114,8 +114,9 @@ def run_config(cfg, workdir: str, command: str | None = None, *, print_table: bo
   """Runs the driver named by ``cfg.experiment`` and writes ``results.json``/``results.md`` into workdir."""
   from absl import logging as absl_logging
   from research import report
-  from research.train import maybe_initialize_distributed
+  from research.train import maybe_initialize_distributed, set_cpu_devices
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint operation at INFO
+  set_cpu_devices(cfg.get("cpu_devices", 0))       # before JAX's first operation
   maybe_initialize_distributed()
   os.makedirs(workdir, exist_ok=True)
   driver = importlib.import_module(f"experiments.{cfg.experiment}")

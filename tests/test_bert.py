@@ -146,3 +146,16 @@ def test_padding_invariance_and_heads(tiny_dir, char_tok):
   cos, logits = sb.apply({"params": p}, se.input_ids, se.attention_mask)
   assert cos.shape == (2,) and logits.shape == (2, 2) and np.all(np.abs(cos) <= 1 + 1e-6)
   assert p["sbert_head"]["classifier"]["kernel"].shape == (3 * cfg.hidden_size, 2)
+
+
+def test_sentence_encoder_shards_over_devices_with_same_vectors(tiny_dir):
+  """The encoder shards each batch over all local devices (8 emulated here), padding rows to a multiple of
+  their number; the vectors equal a one-device encoder's (float tolerance)."""
+  d, cfg, _ = tiny_dir
+  cfg2, params, tok = bert.load_pretrained(d)
+  texts = ["今天天气很好", "明天下雨吗", "abc", "xyz abc", "天气"]       # 5 rows: not a multiple of 8
+  many = bert.SentenceEncoder(cfg2, params, tok)
+  one = bert.SentenceEncoder(cfg2, params, tok, devices=jax.local_devices()[:1])
+  assert many.mesh.size == len(jax.local_devices()) and one.mesh.size == 1
+  np.testing.assert_allclose(many.encode(texts, batch_size=3, max_len=16),
+                             one.encode(texts, batch_size=3, max_len=16), atol=1e-5)

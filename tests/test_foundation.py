@@ -77,6 +77,24 @@ def test_one_vs_eight_devices_same_curve():
   assert curves[0][-1] < curves[0][0]
 
 
+def test_set_cpu_devices_before_and_after_first_op():
+  """``cpu_devices`` (runner / research.train.set_cpu_devices): applied before JAX's first operation, it
+  exposes the CPU as that many devices; afterwards it warns and keeps the current devices."""
+  assert len(jax.devices()) == 8                            # initialises the backends (conftest: 8 devices)
+  with pytest.raises(ValueError, match="cpu_devices"):
+    train.set_cpu_devices(-2)
+  assert train.set_cpu_devices(0) is False                  # JAX's default: nothing to do
+  with pytest.warns(UserWarning, match="not applied"):
+    assert train.set_cpu_devices(3) is False                # the backends exist already
+  assert len(jax.devices()) == 8
+  code = ("import jax; from research.train import set_cpu_devices; "
+          "assert set_cpu_devices(3); print(len(jax.devices()))")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip().splitlines()[-1] == "3"
+
+
 def test_gradient_accumulation_matches_full_batch():
   params, loss_fn, batches = _problem()
   finals = []

@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research.train import sharding
+
 Array = Any
 
 __all__ = [
@@ -165,14 +167,18 @@ class BertLayer(nn.Module):
     cfg = self.config
     b, t, _ = h.shape
     nh, hd = cfg.num_attention_heads, cfg.head_dim
-    q = _dense(cfg.hidden_size, cfg, "query", self.dtype)(h).reshape(b, t, nh, hd)
-    k = _dense(cfg.hidden_size, cfg, "key", self.dtype)(h).reshape(b, t, nh, hd)
-    v = _dense(cfg.hidden_size, cfg, "value", self.dtype)(h).reshape(b, t, nh, hd)
-    s = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / np.sqrt(hd)
+    # Heads are moved in front ([B, H, T, d]) before the two attention products: XLA's CPU backend runs
+    # these batched matmuls ~1.8x faster in this layout than as "bqhd,bkhd->bhqk" einsums (MiniLM forward
+    # 0.93 s -> 0.75 s per 64x64 batch on 2 cores); same values (max diff ~3e-7).
+    def heads(name):
+      x = _dense(cfg.hidden_size, cfg, name, self.dtype)(h)
+      return x.reshape(b, t, nh, hd).transpose(0, 2, 1, 3)
+    q, k, v = heads("query"), heads("key"), heads("value")
+    s = jnp.matmul(q, k.swapaxes(-1, -2)).astype(jnp.float32) / np.sqrt(hd)
     s = s + mask_bias[:, None, None, :]
     p = jax.nn.softmax(s, axis=-1)
     p = nn.Dropout(cfg.attention_probs_dropout_prob)(p, deterministic=deterministic)
-    a = jnp.einsum("bhqk,bkhd->bqhd", p.astype(self.dtype), v).reshape(b, t, cfg.hidden_size)
+    a = jnp.matmul(p.astype(self.dtype), v).transpose(0, 2, 1, 3).reshape(b, t, cfg.hidden_size)
     a = _dense(cfg.hidden_size, cfg, "attention_output", self.dtype)(a)
     a = nn.Dropout(cfg.hidden_dropout_prob)(a, deterministic=deterministic)
     h = _layer_norm(cfg, "attention_LayerNorm", self.dtype)(h + a)
@@ -627,13 +633,17 @@ class SentenceEncoder:
   few shapes are compiled. ``normalize=True`` returns unit vectors (as all-MiniLM-L6-v2 does).
   With ``prefetch`` (default) the next batch is tokenised while the current one runs on the device
   (JAX's asynchronous dispatch); ``prefetch=False`` waits for each batch before tokenising the next.
+  Each batch is sharded over ``devices`` (default: all local devices; params replicated), its rows
+  padded to a multiple of their number; the vectors do not depend on the number of devices.
   """
 
   def __init__(self, config: BertConfig, params: dict, tokenizer: BertTokenizer, pooling: str = "mean",
-               normalize: bool = True, dtype=jnp.float32):
+               normalize: bool = True, dtype=jnp.float32, devices: Sequence[Any] | None = None):
     if pooling not in ("mean", "cls"):
       raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-    self.config, self.params, self.tokenizer = config, params, tokenizer
+    self.config, self.tokenizer = config, tokenizer
+    self.mesh = sharding.make_mesh(jax.local_devices() if devices is None else devices)
+    self.params = sharding.replicate(params, self.mesh)
     self.pooling, self.normalize = pooling, normalize
     self.model = BertModel(config, dtype=dtype)
     pool = mean_pool if pooling == "mean" else cls_pool
@@ -665,6 +675,7 @@ class SentenceEncoder:
     order = np.argsort([len(t) for t in texts], kind="stable")
     self.last_num_truncated = 0
     rows = batch_size if len(texts) >= batch_size else int(-(-len(texts) // 8) * 8)
+    rows = -(-rows // self.mesh.size) * self.mesh.size          # a multiple of the number of devices
     pending = None                  # (rows, n, device result) of the batch in flight
     for start in range(0, len(texts), batch_size):
       idx = order[start:start + batch_size]
@@ -675,7 +686,7 @@ class SentenceEncoder:
       pad = rows - n
       arrs = [np.pad(a, ((0, pad), (0, 0))) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids)]
       arrs[1][n:, 0] = 1  # padding rows: one real token, so the mean is defined (rows are dropped)
-      result = self._fwd(self.params, *arrs)
+      result = self._fwd(self.params, *jax.device_put(arrs, sharding.batch_sharding(self.mesh)))
       if pending is not None:
         out[pending[0]] = np.asarray(pending[2])[:pending[1]]
       pending = (idx, n, result)

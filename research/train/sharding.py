@@ -35,6 +35,30 @@ def maybe_initialize_distributed() -> bool:
   return False
 
 
+def set_cpu_devices(n: int) -> bool:
+  """Exposes the host CPU as ``n`` JAX devices, so a mesh over ``jax.devices()`` shards the batch over cores.
+
+  ``n = -1``: one device per core (``os.cpu_count()``); ``n = 0``: leave JAX's default (one CPU device, or
+  what ``XLA_FLAGS=--xla_force_host_platform_device_count`` says). Each CPU device runs its shard of every
+  op on its own thread, which on a few cores is often faster than XLA's intra-op threading of one device.
+  It only affects the CPU backend (an accelerator's devices are unchanged) and only takes effect before
+  JAX's first operation; afterwards it warns, keeps the current devices and returns ``False``.
+  """
+  if n == 0:
+    return False
+  if n < -1:
+    raise ValueError(f"cpu_devices must be -1 (one per core), 0 (JAX's default) or a positive count; got {n}")
+  n = (os.cpu_count() or 1) if n == -1 else int(n)
+  try:
+    jax.config.update("jax_num_cpu_devices", n)
+  except RuntimeError as e:                     # backends already initialised (e.g. inside a test session)
+    import warnings
+    warnings.warn(f"cpu_devices={n} not applied ({e}); keeping the {jax.device_count()} current device(s)",
+                  stacklevel=2)
+    return False
+  return True
+
+
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices of all processes)."""
   devices = list(jax.devices() if devices is None else devices)
