@@ -90,7 +90,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   b.d_model = 256
   b.num_heads = 4
   b.dtype = "float32"
-  b.iters = 10
+  b.iters = 20
 
   if variant == "smoke":
     p.rows = ("rope_softmax_bi", "rope_l2_bi")

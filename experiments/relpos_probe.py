@@ -477,22 +477,29 @@ def run_bench(bc, workdir, res: Results) -> None:
                                    urpe_max_distance=16 if urpe else None, dtype=jnp.dtype(bc.dtype))
     return attn_lib.MultiHeadAttention(H, cfg)
 
-  times = {}
-  for name, _ in entries:
+  fns = {}
+  for name, _ in entries:                                 # compile every arm first
     m = make(name)
     params = m.init(jax.random.key(1), x)
 
-    def loss(p, x):
+    def loss(p, x, m=m):
       return jnp.sum(m.apply(p, x).astype(jnp.float32) ** 2)
 
     f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     jax.block_until_ready(f(params, x))
-    ts = []
-    for _ in range(bc.iters):
+    fns[name] = (f, params)
+  # Timed calls interleaved round-robin (order reversed every other round), so a change in the machine's
+  # load hits every arm alike; the median per arm.
+  samples = {name: [] for name in fns}
+  names = list(fns)
+  for it in range(bc.iters):
+    for name in (names if it % 2 == 0 else names[::-1]):
+      f, params = fns[name]
       t = time.perf_counter()
       jax.block_until_ready(f(params, x))
-      ts.append(time.perf_counter() - t)
-    times[name] = float(np.median(ts))
+      samples[name].append(time.perf_counter() - t)
+  times = {name: float(np.median(ts)) for name, ts in samples.items()}
+  for name in times:
     print(f"[bench] {name:28s} {times[name] * 1e3:8.2f} ms  {B * N / times[name]:.0f} tok/s", flush=True)
   base = "none:softmax"
   for name in times:
@@ -513,8 +520,9 @@ def run_bench(bc, workdir, res: Results) -> None:
                       verdict="meets target" if r <= 1.1 else "misses target",
                       note=f"flax {B * N / times['flax_mhdpa']:.0f} tok/s"))
   res.notes.append(f"Bench: forward+backward (grads w.r.t. params and inputs) of one attention layer, B={B}, "
-                   f"N={N}, d={D}, H={H}, {bc.dtype}, median of {bc.iters} timed calls after one warm-up, one "
-                   f"run on {jax.default_backend()} (a loaded shared CPU: ratios are indicative).")
+                   f"N={N}, d={D}, H={H}, {bc.dtype}; every arm compiled and warmed up first, then {bc.iters} rounds "
+                   f"of one timed call per arm, interleaved (order reversed every other round), median per "
+                   f"arm; on {jax.default_backend()}.")
 
 
 # --------------------------------------------------------------------------- entry point
