@@ -42,6 +42,9 @@ VARIANTS = {
     "volume": "ball/cube volume ratio table and plot (n = 1..100, log scale) + Monte Carlo n <= 10",
     "emergence": "N(0,I_d), N=10k, k=5, d in {2,8,32,64,128,512}, 5 seeds; digits + fashion pixels",
     "gan": "GANs on digits + Fashion-MNIST, 3 seeds, hub vs random/min-norm/truncation/anti-hub (CPU budget)",
+    "gan_fashion": "the gan study on Fashion-MNIST only (conv GAN, 3 seeds, 2,500 steps; ~30 min on the CPU)",
+    "gan_plainz": "the gan study on digits with a plain z-input generator (no mapping network; the article's "
+                  "'hubs in z' setting), 3 seeds",
     "gan_gpu": "the gan study at GPU size (longer training, 10k samples per condition)",
     "bench": "k-occurrence N=10k, d=512, k=5: JAX vs sklearn NearestNeighbors vs numpy (ratios)",
     "bench_gpu": "the bench at N=100k (GPU)",
@@ -53,7 +56,8 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("hubness", variant, VARIANTS)
   smoke = variant == "smoke"
   cfg.sections = {"smoke": "volume,emergence,gan,bench", "quick": "volume,emergence",
-                  "volume": "volume", "emergence": "emergence", "gan": "gan", "gan_gpu": "gan",
+                  "volume": "volume", "emergence": "emergence", "gan": "gan", "gan_fashion": "gan", "gan_plainz": "gan",
+                  "gan_gpu": "gan",
                   "bench": "bench", "bench_gpu": "bench"}[variant]
   cfg.chunk_size = {"bench": 2048, "bench_gpu": 4096}.get(variant, 1024)   # kNN block rows
 
@@ -72,15 +76,16 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   e.data_points = 10_000            # fashion-MNIST pixels subset size (digits: all 1,797)
 
   g = cfg.gan = ml_collections.ConfigDict()
-  g.datasets = "digits" if smoke else "digits,fashion_mnist"
+  g.datasets = {"smoke": "digits", "gan_plainz": "digits", "gan_fashion": "fashion_mnist"}.get(
+      variant, "digits,fashion_mnist")
   g.seeds = {"smoke": 1}.get(variant, 3)
   g.z_dim = 64
   g.w_dim = 64
-  g.mapping = True                  # StyleGAN-like mapping network -> W space
+  g.mapping = variant != "gan_plainz"   # StyleGAN-like mapping network -> W; False: z fed straight in (W = z)
   g.mapping_depth = 8 if not smoke else 2
   g.batch_size = 64
   g.steps_digits = {"smoke": 20, "gan_gpu": 20_000}.get(variant, 3000)
-  g.steps_fashion = {"smoke": 20, "gan_gpu": 20_000}.get(variant, 1000)   # conv + R1: ~1 s/step (3 seeds)
+  g.steps_fashion = {"smoke": 20, "gan_gpu": 20_000}.get(variant, 2500)   # conv: ~0.3-0.5 s/step (3 seeds)
   g.hidden = {"smoke": 32}.get(variant, 256)
   g.conv_hidden = {"smoke": 16, "gan_gpu": 128}.get(variant, 64)
   g.fashion_train_size = {"smoke": 512, "gan_gpu": 60_000}.get(variant, 20_000)
@@ -89,13 +94,20 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   g.k = 5
   g.threshold = {"smoke": 9}.get(variant, 50)
   g.fallback_acceptance = 0.01      # if the literal t = 50 passes too few latents: recalibrate to this
-  g.max_batches = {"smoke": 10}.get(variant, 40)
+  # batches of n_ref before a rule that keeps too few latents is recalibrated (gan_fashion: 15, enough for
+  # acceptance ~0.01 and 1,000 latents; the literal t = 50 in W keeps none, so 40 only costs kNN graphs)
+  g.max_batches = {"smoke": 10, "gan_fashion": 15}.get(variant, 40)
   g.psis = "0.7" if smoke else "0.5,0.7,0.9"
   g.pr_k = 3
   g.classifier_steps = {"smoke": 10, "gan_gpu": 3000}.get(variant, 600)
   g.num_real = {"smoke": 48, "gan_gpu": 10_000}.get(variant, 1000)
   g.lr = 2e-4
   g.r1_gamma = 1.0                  # R1 penalty on real data (0 = off); without it the MLP GAN collapses
+  g.conv_lr = 5e-4                  # conv (both players): 2e-4 reached recall 0.06 after 1,000 steps, 5e-4 0.12
+  g.conv_r1_gamma = 0.1             # conv (Fashion-MNIST, 784-d images): smaller R1
+  g.conv_r1_every = 4               # lazy R1 (StyleGAN2): penalty every 4 D steps, scaled by 4
+  g.conv_feature_norm = True        # conv G: ProGAN pixel-wise feature normalization
+  g.conv_mbstd = True               # conv D: minibatch-stddev feature (ProGAN), counters mode collapse
   g.log_every = 500
 
   b = cfg.bench = ml_collections.ConfigDict()

@@ -2,6 +2,7 @@
 k-occurrence benchmark. See the config's docstring for what is reproduced."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -214,16 +215,22 @@ _load_images.shape_cache = {}
 # ------------------------------------------------------------------------------------------------
 def _train_gans(name, x_train, g, seeds, workdir):
   kind = "mlp" if name == "digits" else "conv"
+  conv = kind == "conv"
   gen = gan_lib.Generator(image_shape=x_train.shape[1:], kind=kind,
-                          hidden=int(g.hidden if kind == "mlp" else g.conv_hidden),
-                          mapping=bool(g.mapping), w_dim=int(g.w_dim), mapping_depth=int(g.mapping_depth))
-  disc = gan_lib.Discriminator(kind=kind, hidden=int(g.hidden if kind == "mlp" else g.conv_hidden))
+                          hidden=int(g.conv_hidden if conv else g.hidden),
+                          mapping=bool(g.mapping), w_dim=int(g.w_dim), mapping_depth=int(g.mapping_depth),
+                          feature_norm=conv and bool(g.conv_feature_norm))
+  disc = gan_lib.Discriminator(kind=kind, hidden=int(g.conv_hidden if conv else g.hidden),
+                               mbstd=conv and bool(g.conv_mbstd))
   bs = int(g.batch_size)
-  init, step = gan_lib.make_gan_trainer(gen, disc, int(g.z_dim), bs, lr=float(g.lr),
-                                        r1_gamma=float(g.r1_gamma))
+  r1_every = int(g.conv_r1_every if conv else 1)
+  init, step = gan_lib.make_gan_trainer(gen, disc, int(g.z_dim), bs, lr=float(g.conv_lr if conv else g.lr),
+                                        r1_gamma=float(g.conv_r1_gamma if conv else g.r1_gamma),
+                                        r1_every=r1_every)
   keys = jnp.stack([jax.random.key(100 + s) for s in range(seeds)])
   state = jax.vmap(init)(keys)
-  vstep = jax.jit(jax.vmap(step))
+  vstep_r1 = jax.jit(jax.vmap(step))
+  vstep_plain = jax.jit(jax.vmap(functools.partial(step, with_r1=False))) if r1_every > 1 else vstep_r1
   steps = int(g.steps_digits if name == "digits" else g.steps_fashion)
   rng = np.random.default_rng(0)
   log = MetricLogger(workdir, f"gan_{name}_train.jsonl")
@@ -232,7 +239,7 @@ def _train_gans(name, x_train, g, seeds, workdir):
   for i in range(steps):
     idx = rng.integers(0, x_train.shape[0], size=(seeds, bs))
     ks = jax.vmap(lambda kk: jax.random.fold_in(kk, i))(keys)
-    state, met = vstep(state, xt[idx], ks)
+    state, met = (vstep_r1 if i % r1_every == 0 else vstep_plain)(state, xt[idx], ks)
     if (i + 1) % int(g.log_every) == 0 or i + 1 == steps:
       log.write(i + 1, **{f"{kk}_seed{s}": np.asarray(vv)[s] for kk, vv in met.items()
                           for s in range(seeds)})
@@ -268,7 +275,8 @@ def _condition_latents(map_fn, w_avg, g, seed_key, notes, name, seed):
   su = S.HubRule(**base, strict=True, include_self=False, space="z")
   off = S.HubRule(**base, strict=False, include_self=True, space="w")
   out_z, su = run_rule(su, jax.random.fold_in(seed_key, 1), "Su rule (z)")
-  out_w, off = run_rule(off, jax.random.fold_in(seed_key, 2), "official rule (W)")
+  out_w, off = run_rule(off, jax.random.fold_in(seed_key, 2),
+                        "official rule (W)" if bool(g.mapping) else "official rule (z; no mapping, W = z)")
   conds["hub_su_z"] = out_z["w_hub"]
   conds["minnorm_z"] = out_z["w_minnorm"]
   conds["antihub_z"] = out_z["w_antihub"]
@@ -340,12 +348,12 @@ def run_gan(cfg, workdir) -> Results:
     res.rows.append(Row(f"{name}: GAN health (recall of random samples)", "> 0 for a usable generator",
                         f"{rand_r:.3f}", "ok" if rand_r >= 0.05 else "MODE COLLAPSE",
                         "with a collapsed generator the sampler comparisons below are not meaningful"))
-    for hub, mn, tag in (("hub_su_z", "minnorm_z", "Su rule in z"), ("hub_official_w", "minnorm_w",
-                                                                     "official rule in W")):
+    wsp = "W" if bool(g.mapping) else "z"          # no mapping network: W = z (plain z-input generator)
+    for hub, mn, tag, acc_key, t_key in (
+        ("hub_su_z", "minnorm_z", "Su rule in z", "acc_su_z", "t_su_z"),
+        ("hub_official_w", "minnorm_w", f"official rule in {wsp}", "acc_official_w", "t_official_w")):
       hp, mp = np.mean(per[hub]["precision"]), np.mean(per[mn]["precision"])
       hs = np.std(per[hub]["precision"]) / np.sqrt(seeds)
-      acc_key = "acc_su_z" if "z" in tag.split()[-1] else "acc_official_w"
-      t_key = "t_su_z" if acc_key == "acc_su_z" else "t_official_w"
       res.rows.append(Row(
           f"{name}: hubs ({tag}) vs random, precision", "hubs higher quality (qualitative)",
           f"{hp:.3f} vs {rand_p:.3f}", "agrees" if hp > rand_p + hs else (
@@ -359,11 +367,12 @@ def run_gan(cfg, workdir) -> Results:
               "min-norm better" if mp > hp + hs else "indistinguishable"),
           "same candidate batches, same count per batch"))
     ap = np.mean(per["antihub_w"]["precision"])
-    res.rows.append(Row(f"{name}: anti-hubs (W) are worst", "lowest quality (qualitative)",
+    res.rows.append(Row(f"{name}: anti-hubs ({wsp}) are worst", "lowest quality (qualitative)",
                         f"{mstr('antihub_w')}; random {mstr('random')}",
-                        "agrees" if ap < rand_p else "DISAGREES", "N_k(W, official count) <= 0 -> self only"))
+                        "agrees" if ap < rand_p else "DISAGREES",
+                        f"N_k({wsp}, official count) <= 0 -> self only"))
     trunc = [c for c in conds_order if c.startswith("trunc")]
-    res.rows.append(Row(f"{name}: truncation psi (W)", "behaves like hubs (qualitative)",
+    res.rows.append(Row(f"{name}: truncation psi ({wsp})", "behaves like hubs (qualitative)",
                         "; ".join(f"{c}: {mstr(c)}" for c in trunc if c.endswith("_mean")),
                         "measured", "batch-mean center; EMA w_avg center in results.json"))
     # grid plot
@@ -389,13 +398,16 @@ def run_gan(cfg, workdir) -> Results:
     fig.savefig(p, dpi=110)
     plt.close(fig)
     res.plots.append(p)
+    arch = (f"with a {g.mapping_depth}-layer mapping network (z_dim {g.z_dim}, w_dim {g.w_dim})"
+            if bool(g.mapping) else f"without a mapping network (plain z input, z_dim {g.z_dim}; W = z, so "
+            "the *_w conditions and the official rule act on z itself)")
     res.notes.append(
-        f"{name}: {kind} GAN with a {g.mapping_depth}-layer mapping network (z_dim {g.z_dim}, w_dim "
-        f"{g.w_dim}), {seeds} seed(s) trained jointly (vmap), "
+        f"{name}: {kind} GAN {arch}, {seeds} seed(s) trained jointly (vmap), "
         f"{g.steps_digits if name == 'digits' else g.steps_fashion} steps of batch {g.batch_size}; "
         f"{g.num_samples} samples per condition vs {len(x_real)} real images; features: penultimate layer "
-        f"of a small classifier (accuracy {acc:.3f} on the real set). All conditions are synthesized from "
-        "w (z-space selections are mapped first).")
+        f"of a small classifier (accuracy {acc:.3f} on the real set). "
+        + ("All conditions are synthesized from w (z-space selections are mapped first)." if bool(g.mapping)
+           else "All conditions feed the selected z straight into the generator."))
     res.notes.append(
         f"{name}: reduced from the paper's setting (StyleGAN2-ADA on FFHQ, 512-d W, FID on 50k Inception "
         f"features): a {kind} GAN of {n_params / 1e6:.2f}M parameters (G + D) trained for "
@@ -403,6 +415,12 @@ def run_gan(cfg, workdir) -> Results:
         f"per condition, precision/recall/FD in a small classifier's {gen_eval.FeatureClassifier.feature_dim}"
         f"-d features; the hub rule keeps N = {g.n_ref:,}, k = {g.k}, t = {g.threshold:g} where some latent "
         f"passes (else t is recalibrated to acceptance {g.fallback_acceptance}, see above).")
+    recipe = (f"Adam(lr {g.conv_lr:g}, beta1 0.5), R1 gamma {g.conv_r1_gamma:g} applied every "
+              f"{g.conv_r1_every} D steps (lazy, scaled by {g.conv_r1_every}), pixel-wise feature norm in G: "
+              f"{bool(g.conv_feature_norm)}, minibatch-stddev in D: {bool(g.conv_mbstd)}" if kind == "conv"
+              else f"Adam(lr {g.lr:g}, beta1 0.5), R1 gamma {g.r1_gamma:g} every step")
+    res.notes.append(f"{name}: GAN recipe: non-saturating loss, {recipe}; {len(x_train):,} training images; "
+                     f"GAN training took {train_s:.0f} s.")
   return res
 
 

@@ -131,3 +131,61 @@ def test_mapping_network_keeps_latent_scale_at_init():
   z = jax.random.normal(jax.random.key(1), (512, 64))
   w = np.asarray(gen.apply({"params": params}, z, method=gan_lib.Generator.map))
   assert w.std(axis=0).mean() > 0.3
+
+
+def test_plain_z_arm_selects_hubs_in_z():
+  # the article's "hubs in z" setting: no mapping network, z fed straight into the generator; the
+  # driver's conditions must then be the sampler's selections in z itself (W = z)
+  from ml_collections import ConfigDict
+
+  from experiments import hubness as E
+  from research.nn import gan as gan_lib
+  gen = gan_lib.Generator(image_shape=(8, 8, 1), kind="mlp", hidden=16, mapping=False)
+  params = gen.init(jax.random.key(0), jnp.zeros((2, 16)))["params"]
+  map_fn = jax.jit(lambda z: gen.apply({"params": params}, z, method=gan_lib.Generator.map))
+  z = jax.random.normal(jax.random.key(1), (5, 16))
+  np.testing.assert_array_equal(np.asarray(map_fn(z)), np.asarray(z))
+  g = ConfigDict({"z_dim": 16, "num_samples": 12, "n_ref": 300, "k": 5, "threshold": 12,
+                  "max_batches": 20, "fallback_acceptance": 0.05, "psis": "0.7", "mapping": False})
+  key = jax.random.key(3)
+  conds, info = E._condition_latents(map_fn, jnp.zeros(16), g, key, [], "toy", 0)
+  su = S.HubRule(n_ref=300, k=5, threshold=12, strict=True, include_self=False, space="z")
+  ref = S.select_with_controls(jax.random.fold_in(key, 1), 12, 16, su, max_batches=20)
+  np.testing.assert_allclose(conds["hub_su_z"], ref["z_hub"])          # Su's rule selected z itself
+  assert np.all(ref["hub_values"] > 12) and info["acc_su_z"] == ref["acceptance"]
+  # the "official rule in W" of this arm ranks z too (1 + N_4 in z >= t, t recalibrated if needed)
+  assert conds["hub_official_w"].shape == (12, 16) and info["acc_official_w"] > 0
+  imgs = gen.apply({"params": params}, jnp.asarray(conds["hub_su_z"]))
+  assert imgs.shape == (12, 8, 8, 1)
+
+
+def test_conv_gan_options_minibatch_std_and_lazy_r1():
+  import functools
+
+  from research.nn import gan as gan_lib
+  h = jax.random.normal(jax.random.key(0), (8, 3, 3, 2))
+  out = gan_lib.minibatch_stddev(h, group=4)
+  assert out.shape == (8, 3, 3, 3)
+  # sample i is in group i % 2; its extra channel is the mean std over that group (samples i, i+2, ...)
+  grp = np.asarray(h)[0::2]
+  np.testing.assert_allclose(np.asarray(out)[0, 0, 0, 2], np.sqrt(grp.var(0) + 1e-8).mean(), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(out)[2], np.asarray(out)[0 + 2])
+  # conv G with pixel norm, conv D with minibatch std: shapes; lazy R1: the step without R1 is the
+  # same loss minus the (non-negative) penalty, on the MLP trainer (cheap to compile)
+  gen = gan_lib.Generator(image_shape=(28, 28, 1), kind="conv", hidden=8, feature_norm=True)
+  disc = gan_lib.Discriminator(kind="conv", hidden=8, mbstd=True)
+
+  @jax.jit
+  def conv_shapes(z):
+    x = gen.apply(gen.init(jax.random.key(0), z), z)
+    return x, disc.apply(disc.init(jax.random.key(2), x), x)
+  x, logit = conv_shapes(jax.random.normal(jax.random.key(1), (4, 64)))
+  assert x.shape == (4, 28, 28, 1) and logit.shape == (4,)
+  gen = gan_lib.Generator(image_shape=(4, 4, 1), kind="mlp", hidden=8)
+  disc = gan_lib.Discriminator(kind="mlp", hidden=8)
+  init, step = gan_lib.make_gan_trainer(gen, disc, 4, 4, r1_gamma=0.1, r1_every=4)
+  st = init(jax.random.key(0))
+  real = jax.random.normal(jax.random.key(3), (4, 4, 4, 1))
+  _, m1 = jax.jit(step)(st, real, jax.random.key(1))
+  _, m2 = jax.jit(functools.partial(step, with_r1=False))(st, real, jax.random.key(1))
+  assert np.isfinite(float(m1["loss_d"])) and float(m1["loss_d"]) > float(m2["loss_d"])

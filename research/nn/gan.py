@@ -65,6 +65,7 @@ class Generator(nn.Module):
   w_dim: int = 64
   mapping_depth: int = 8
   mapping_lr_mul: float = 0.01
+  feature_norm: bool = False        # conv: ProGAN pixel-wise feature normalization after each hidden layer
 
   def setup(self):
     if self.kind not in ("mlp", "conv"):
@@ -91,17 +92,33 @@ class Generator(nn.Module):
       h = nn.leaky_relu(self.layers[1](h), 0.2)
       return jnp.tanh(self.layers[2](h)).reshape(w.shape[:-1] + tuple(self.image_shape))
     hh, ww, _ = self.image_shape
-    h = nn.leaky_relu(self.fc(w), 0.2).reshape(w.shape[:-1] + (hh // 4, ww // 4, -1))
-    h = nn.leaky_relu(self.up1(h), 0.2)
+    fn = pixel_norm if self.feature_norm else (lambda a: a)
+    h = fn(nn.leaky_relu(self.fc(w), 0.2).reshape(w.shape[:-1] + (hh // 4, ww // 4, -1)))
+    h = fn(nn.leaky_relu(self.up1(h), 0.2))
     return jnp.tanh(self.up2(h))
 
   def __call__(self, z):
     return self.synthesize(self.map(z))
 
 
+def minibatch_stddev(h, group: int = 4, eps: float = 1e-8):
+  """ProGAN/StyleGAN minibatch standard deviation: appends one feature map holding the mean (over
+  features) std of h within groups of ``group`` samples, so D can see a lack of variety (mode collapse).
+  h [B, ...]; B must be divisible by the group size (else the whole batch is one group)."""
+  b = h.shape[0]
+  g = group if b % group == 0 else b
+  y = h.reshape((g, b // g) + h.shape[1:])
+  sd = jnp.sqrt(jnp.var(y, axis=0) + eps)                        # [B/g, ...]
+  sd = jnp.mean(sd, axis=tuple(range(1, sd.ndim)))                # [B/g]
+  sd = jnp.tile(sd, g)                                            # sample i belongs to group i % (B/g)
+  return jnp.concatenate([h, jnp.broadcast_to(sd.reshape((b,) + (1,) * (h.ndim - 1)),
+                                              h.shape[:-1] + (1,))], axis=-1)
+
+
 class Discriminator(nn.Module):
   kind: str = "mlp"
   hidden: int = 256
+  mbstd: bool = False               # conv: minibatch-stddev feature before the last conv (ProGAN)
 
   @nn.compact
   def __call__(self, x):
@@ -111,6 +128,8 @@ class Discriminator(nn.Module):
       h = nn.leaky_relu(nn.Dense(self.hidden)(h), 0.2)
     else:
       h = nn.leaky_relu(nn.Conv(self.hidden // 4, (4, 4), strides=(2, 2))(x), 0.2)
+      if self.mbstd:
+        h = minibatch_stddev(h)
       h = nn.leaky_relu(nn.Conv(self.hidden // 2, (4, 4), strides=(2, 2))(h), 0.2)
       h = h.reshape(h.shape[0], -1)
     return nn.Dense(1)(h)[:, 0]
@@ -118,13 +137,16 @@ class Discriminator(nn.Module):
 
 def make_gan_trainer(gen: Generator, disc: Discriminator, z_dim: int, batch_size: int,
                      lr: float = 2e-4, b1: float = 0.5, w_avg_beta: float = 0.995,
-                     r1_gamma: float = 0.0):
-  """Returns (init(key) -> state, step(state, real_batch, key) -> (state, metrics)), both vmap-able.
+                     r1_gamma: float = 0.0, r1_every: int = 1):
+  """Returns (init(key) -> state, step(state, real_batch, key, with_r1=True) -> (state, metrics)), both
+  vmap-able (``with_r1`` is a Python bool: bind it with functools.partial before jit/vmap).
 
   state = dict(g=gen params, d=disc params, og/od=Adam states, w_avg=EMA of mapping outputs).
   Losses (non-saturating): L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))).
   ``r1_gamma > 0`` adds the R1 penalty (gamma / 2) E ||grad_x D(x)||^2 on real data to L_D (Mescheder et
   al. 2018; StyleGAN2), which keeps the discriminator from overpowering a small generator.
+  ``r1_every > 1``: lazy R1 (StyleGAN2): the caller applies the penalty only every ``r1_every`` steps
+  (``with_r1=True`` on those steps), scaled by ``r1_every`` so its average strength is unchanged.
   """
   tx = optax.adam(lr, b1=b1, b2=0.999)
   h, w, c = gen.image_shape
@@ -137,16 +159,17 @@ def make_gan_trainer(gen: Generator, disc: Discriminator, z_dim: int, batch_size
     w_dim = gen.w_dim if gen.mapping else z_dim
     return {"g": g, "d": d, "og": tx.init(g), "od": tx.init(d), "w_avg": jnp.zeros((w_dim,))}
 
-  def step(state, real, key):
+  def step(state, real, key, with_r1: bool = True):
     z = jax.random.normal(key, (batch_size, z_dim))
 
     def d_loss(dp):
       fake = gen.apply({"params": state["g"]}, z)
       lr_, lf = disc.apply({"params": dp}, real), disc.apply({"params": dp}, fake)
       loss = jnp.mean(jax.nn.softplus(-lr_) + jax.nn.softplus(lf))
-      if r1_gamma > 0:
+      if r1_gamma > 0 and with_r1:
         gx = jax.grad(lambda xr: jnp.sum(disc.apply({"params": dp}, xr)))(real)
-        loss = loss + 0.5 * r1_gamma * jnp.mean(jnp.sum(gx.reshape(gx.shape[0], -1) ** 2, axis=-1))
+        loss = loss + 0.5 * r1_gamma * r1_every * jnp.mean(jnp.sum(gx.reshape(gx.shape[0], -1) ** 2,
+                                                                   axis=-1))
       return loss, (jnp.mean(lr_), jnp.mean(lf))
 
     (ld, (dr, df)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"])
