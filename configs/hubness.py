@@ -14,8 +14,14 @@ Reproduces:
   (z and W), truncation psi in {0.5, 0.7, 0.9} (W, batch mean and EMA w_avg), anti-hubs; improved
   precision/recall (k = 3), density/coverage, Frechet distance in a small classifier's features. Paper
   (qualitative, no numbers transcribed): hubs give higher quality than random; anti-hubs are worst.
-  GAN recipe: non-saturating loss, Adam(2e-4, beta1 0.5), R1 penalty gamma = 1 on real data, mapping
-  layers with StyleGAN's He gain sqrt(2) (without these two the digits GANs mode-collapsed: recall 0).
+  GAN recipe: non-saturating loss, mapping layers with StyleGAN's He gain sqrt(2); digits MLP: Adam(2e-4,
+  beta1 0.5), R1 gamma = 1 every step (without He gain and R1 the digits GANs mode-collapsed: recall 0);
+  Fashion-MNIST conv: Adam(5e-4, beta1 0.5), R1 gamma = 0.1 applied lazily every 4 D steps, ProGAN
+  pixel-wise feature norm in G and minibatch-stddev in D, 2,500 steps (the earlier 1,000 steps at 2e-4,
+  R1 = 1, no normalization mode-collapsed: recall 0.000). `gan_fashion` runs Fashion-MNIST alone.
+- `gan_plainz`: the article's own "hubs in z" setting: the digits MLP GAN without a mapping network
+  (z fed straight in, `gan.mapping=False`), so both the Su rule and the official rule select z directly
+  (the *_w conditions of the driver are then in z; W = z).
 - `bench`: k-occurrence for N = 10,000, d = 512, k = 5 vs scikit-learn NearestNeighbors and numpy
   (target: <= 0.5x scikit-learn's time on the same CPU; wall clock and process CPU time, plus the strip
   matmuls alone as the FLOP-bound floor); `bench_gpu`: N = 100,000.
@@ -28,7 +34,11 @@ Time (2-core CPU shared with other jobs / one GPU):
   volume      ~5 s
   emergence   ~5-10 min (30 exact kNN graphs of 10,000 points) / < 1 min
   gan         digits ~15 min (3 seeds vmapped, 3,000 steps, 1,000 samples per condition; 902 s measured
-              with the CPU shared by ~7 jobs); fashion_mnist (conv, 1,000 steps) longer / minutes
+              with the CPU shared by ~7 jobs) + fashion_mnist as gan_fashion (with 40 batches before
+              recalibrating the official rule: a few minutes more) / minutes
+  gan_fashion ~20-30 min: 3 seeds vmapped, 2,500 conv steps (0.3-0.5 s/step); 1,167 s measured (GAN
+              training 967 s) with another session's jobs on the CPU / minutes
+  gan_plainz  ~2-4 min: 90 s measured (3 seeds, 3,000 MLP steps; 245 s under heavier load) / < 1 min
   gan_gpu     GPU-sized: 20k steps, 10,000 samples per condition, N_ref 10,000 (not run on CPU)
   bench       ~1-2 min / seconds; bench_gpu N = 100,000 (GPU only)
 """
