@@ -126,8 +126,16 @@ def test_smoke_end_to_end(tmp_path):
   rec = run_experiment("cosent.py", "smoke", tmp_path)
   m = rec["metrics"]
   for k in ("BQ_ce_test_spearman", "BQ_cosent_test_spearman", "BQ_ce_test_acc", "BQ_cosent_test_acc",
-            "BQ_cosent_minus_ce_mean", "BQ_cosent_minus_sbert_mean", "mlm_final_loss"):
+            "BQ_cosent_minus_ce_mean", "BQ_cosent_minus_sbert_mean", "mlm_final_loss",
+            "BQ_cosent_minus_ce_sweepsel_mean", "avg_cosent_minus_ce_acc_sweepsel_mean"):
     assert k in m and np.isfinite(float(m[k])), k
   assert 0 <= m["BQ_cosent_test_acc"] <= 100
   assert os.path.exists(os.path.join(str(tmp_path), "cross_encoder_arms.png"))
   assert os.path.exists(os.path.join(str(tmp_path), "pretrained", "model.safetensors"))
+
+
+def test_minilm_subset_cap():
+  """bi_encoder_cpu caps the MiniLM task's subsets (0 = whole split / no cap)."""
+  from experiments.cosent import _cap
+  assert _cap(3000, 512) == 512 and _cap(100, 512) == 100 and _cap(0, 512) == 512
+  assert _cap(3000, 0) == 3000 and _cap(0, 0) == 0
