@@ -837,8 +837,10 @@ def run_bench(config, workdir: str, res: Results, log):
                         verdict="meets target" if flax_sps >= torch_sps else "below target",
                         note=f"without overlapping tokenisation and forward (prefetch=False): "
                              f"{best['torch'] / best['flax_no_prefetch']:.2f}x; same CPU, same {n} texts (all truncated to {t} tokens), both end to end: "
-                             f"tokenisation + forward + mean pooling + L2 norm; {threads} threads each (torch "
-                             f"{torch.get_num_threads()}, XLA all cores); warm-up, then {config.bench_repeats} "
+                             f"tokenisation + forward + mean pooling + L2 norm; {os.cpu_count()} cores: PyTorch "
+                             f"{torch.get_num_threads()} intra-op threads, Flax each batch sharded over "
+                             f"{enc.mesh.size} JAX {jax.default_backend()} device(s) (cpu_devices="
+                             f"{config.get('cpu_devices', 0)}); warm-up, then {config.bench_repeats} "
                              "interleaved repeats, best of each"))
   else:
     res.rows.append(Row(name="MiniLM forward throughput (Flax)", measured=f"{flax_sps:.0f} sentences/s",
