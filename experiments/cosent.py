@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from research import data as data_lib
+from research.benchmark import time_interleaved
 from research.eval import sts
 from research.losses import cosent
 from research.nn import bert as bert_lib
@@ -414,8 +415,20 @@ def run_interactive(config, workdir: str, res: Results, log, english: bool = Fal
   _plot_interactive(workdir, res, tasks, per, curves)
 
 
+def _noise(se, tol):
+  """The band a mean difference must leave to count: 2 standard errors across seeds, at least ``tol`` points."""
+  return max(2 * se if np.isfinite(se) else 0.0, tol)
+
+
+def _bi_verdict(m, se):
+  """CoSENT - SBERT bi-encoder verdict; 1 point is the published run-to-run floor."""
+  noise = _noise(se, 1.0)
+  return ("agrees (CoSENT > SBERT)" if m > noise else
+          "inconclusive (|diff| within noise)" if m >= -noise else "differs (SBERT better)")
+
+
 def _verdict(m, se, tol=1.0):
-  noise = max(2 * se if np.isfinite(se) else 0.0, tol)
+  noise = _noise(se, tol)
   if abs(m) <= noise:
     return "agrees (CoSENT ~ CE, |diff| within noise)"
   return f"differs ({'CoSENT' if m > 0 else 'CE'} better beyond noise)"
@@ -423,7 +436,7 @@ def _verdict(m, se, tol=1.0):
 
 def _hypothesis_verdict(m, se, tol=0.5):
   """CoSENT >= CE on graded labels: supported / contradicted only beyond 2 standard errors (and tol points)."""
-  noise = max(2 * se if np.isfinite(se) else 0.0, tol)
+  noise = _noise(se, tol)
   if m > noise:
     return "supports hypothesis (CoSENT better beyond noise)"
   if m < -noise:
@@ -721,9 +734,7 @@ def run_bi_encoder(config, workdir: str, res: Results, log):
           f"({PUB_8847['cosent'][pk] - PUB_8847['sbert'][pk]:+.2f})"
     if task == "STS-B-en":
       pub += " [published row is Chinese STS-B]"
-    noise = max(2 * se if np.isfinite(se) else 0.0, 1.0)          # 1 point: the published run-to-run floor
-    verdict = ("agrees (CoSENT > SBERT)" if m > noise else
-               "inconclusive (|diff| within noise)" if m >= -noise else "differs (SBERT better)")
+    verdict = _bi_verdict(m, se)
     res.rows.append(Row(
         name=f"{task} bi-encoder test Spearman: CoSENT | SBERT",
         published=pub,
@@ -742,15 +753,13 @@ def run_bi_encoder(config, workdir: str, res: Results, log):
     res.add("avg_cn_cosent_minus_sbert_mean", m)
     res.add("avg_cn_cosent_minus_sbert_se", se)
     pub = np.mean([PUB_8847["cosent"][t] - PUB_8847["sbert"][t] for t in cn])
-    noise = max(2 * se if np.isfinite(se) else 0.0, 1.0)
     res.rows.append(Row(
         name=f"average over {', '.join(cn)}: bi-encoder test Spearman CoSENT - SBERT",
         published=f"BERT {pub:+.2f}",
         measured=f"{np.mean([100 * np.mean([r['test_spearman'] for r in per[(t, 'cosent')]]) for t in cn]):.2f} | "
                  f"{np.mean([100 * np.mean([r['test_spearman'] for r in per[(t, 'sbert')]]) for t in cn]):.2f} "
                  f"(diff {m:+.2f} +- {se:.2f})",
-        verdict=("agrees (CoSENT > SBERT)" if m > noise else
-                 "inconclusive (|diff| within noise)" if m >= -noise else "differs (SBERT better)"),
+        verdict=_bi_verdict(m, se),
         note="offline small char-BERT on subsets; compare the direction"))
 
 
@@ -817,13 +826,7 @@ def run_bench(config, workdir: str, res: Results, log):
   for f in runners.values():                        # warm-up: compilation, allocator, thread pools
     f()
     f()
-  best = {k: float("inf") for k in runners}
-  names = list(runners)
-  for r in range(config.bench_repeats):             # interleaved, alternating order: shared-CPU noise hits both
-    for k in (names if r % 2 == 0 else names[::-1]):
-      t0 = time.perf_counter()
-      runners[k]()
-      best[k] = min(best[k], time.perf_counter() - t0)
+  best = {k: min(v) for k, v in time_interleaved(runners, config.bench_repeats).items()}
   flax_sps = n / best["flax"]
   res.add("minilm_flax_sentences_per_s", flax_sps)
   res.add("minilm_flax_no_prefetch_sentences_per_s", n / best["flax_no_prefetch"])

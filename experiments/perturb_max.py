@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, stats
 
+from research.benchmark import time_interleaved
 from research.distributions import perturb_max as pm
 from research.report import Results, Row, fmt
 
@@ -352,12 +353,8 @@ def _time_interleaved(fns: dict, x, repeats: int) -> dict:
   """Median wall time of each jitted fn(x) after compilation; A/B/C... rounds interleaved (shared CPU)."""
   for fn in fns.values():
     jax.block_until_ready(fn(x))  # compile + warm-up
-  ts = {k: [] for k in fns}
-  for _ in range(repeats):
-    for k, fn in fns.items():
-      t = time.perf_counter()
-      jax.block_until_ready(fn(x))
-      ts[k].append(time.perf_counter() - t)
+  ts = time_interleaved({k: (lambda fn=fn: jax.block_until_ready(fn(x))) for k, fn in fns.items()}, repeats,
+                        alternate=False)
   return {k: float(np.median(v)) for k, v in ts.items()}
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from research.benchmark import time_interleaved  # noqa: E402
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import transformer as tfm  # noqa: E402
 from research.report import MetricLogger, Results, Row  # noqa: E402
@@ -488,16 +489,8 @@ def run_bench(bc, workdir, res: Results) -> None:
     f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     jax.block_until_ready(f(params, x))
     fns[name] = (f, params)
-  # Timed calls interleaved round-robin (order reversed every other round), so a change in the machine's
-  # load hits every arm alike; the median per arm.
-  samples = {name: [] for name in fns}
-  names = list(fns)
-  for it in range(bc.iters):
-    for name in (names if it % 2 == 0 else names[::-1]):
-      f, params = fns[name]
-      t = time.perf_counter()
-      jax.block_until_ready(f(params, x))
-      samples[name].append(time.perf_counter() - t)
+  samples = time_interleaved({name: (lambda f=f, p=p: jax.block_until_ready(f(p, x)))
+                              for name, (f, p) in fns.items()}, bc.iters)
   times = {name: float(np.median(ts)) for name, ts in samples.items()}
   for name in times:
     print(f"[bench] {name:28s} {times[name] * 1e3:8.2f} ms  {B * N / times[name]:.0f} tok/s", flush=True)

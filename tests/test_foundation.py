@@ -95,6 +95,19 @@ def test_set_cpu_devices_before_and_after_first_op():
   assert out.stdout.strip().splitlines()[-1] == "3"
 
 
+def test_time_interleaved_round_robin_order():
+  from research.benchmark import time_interleaved
+  order = []
+  samples = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+  assert order == ["a", "b", "b", "a", "a", "b"]             # reversed every other round
+  assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3} and min(samples["a"]) >= 0
+  order.clear()
+  time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 2, alternate=False)
+  assert order == ["a", "b", "a", "b"]
+  with pytest.raises(ValueError, match="rounds"):
+    time_interleaved({"a": lambda: None}, 0)
+
+
 def test_gradient_accumulation_matches_full_batch():
   params, loss_fn, batches = _problem()
   finals = []

@@ -7,6 +7,7 @@ inserts the gradient all-reduce. Results do not depend on the number of devices 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -52,7 +53,6 @@ def set_cpu_devices(n: int) -> bool:
   try:
     jax.config.update("jax_num_cpu_devices", n)
   except RuntimeError as e:                     # backends already initialised (e.g. inside a test session)
-    import warnings
     warnings.warn(f"cpu_devices={n} not applied ({e}); keeping the {jax.device_count()} current device(s)",
                   stacklevel=2)
     return False
