@@ -461,7 +461,7 @@ def run_bench(cfg, workdir) -> Results:
   if "numpy" in base:
     fns["numpy"] = lambda: _numpy_k_occurrence(x, k)
   # profile: the strip matmuls alone (same shapes as the half-circle path) = the FLOP-bound floor
-  n_blocks, chunk, _ = K._half_circle_layout(n, int(cfg.chunk_size))
+  n_blocks, chunk, *_ = K._half_circle_layout(n, int(cfg.chunk_size), jax.device_count())
   width = (n_blocks // 2 + 1) * chunk
   xp = jnp.asarray(np.concatenate([x, np.zeros((n_blocks * chunk - n, d), np.float32)]))
   strip_mm = jax.jit(lambda q, s: q @ s.T)
@@ -520,7 +520,9 @@ def run_bench(cfg, workdir) -> Results:
   res.notes.append(
       f"Bench on {jax.device_count()} {jax.default_backend()} device(s). JAX: exact symmetric half-circle "
       "strips (each unordered block pair once: ~half the matmul FLOPs), group-minimum prefilter + lax.top_k "
-      "per strip row and column, one lexicographic merge, exact re-ranking (research.geometry.knn); "
+      "per strip row and column (k + 4 candidates: refine margin 3 plus the masked self slot), one "
+      "lexicographic merge, exact re-ranking with a rounding-error certificate and an exact fallback for "
+      "uncertified rows (research.geometry.knn); "
       "scikit-learn: NearestNeighbors (algorithm='auto' -> brute for d=512, float32) kneighbors() without "
       "self; numpy: chunked expansion + argpartition. Timings on a shared machine are noisy; the ratios "
       "come from the same run.")

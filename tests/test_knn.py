@@ -106,3 +106,49 @@ def test_block_pair_fallback_when_buffer_is_large(monkeypatch):
   _, i = K.knn(X, 5, chunk_size=16, symmetric=True)
   _, ir = K.brute_force_knn_numpy(X, 5)
   np.testing.assert_array_equal(np.asarray(i), ir)
+
+
+def _paths():
+  return [("half-circle", dict(symmetric=True)), ("query", dict(symmetric=False)),
+          ("block-pairs", dict(symmetric=True))]
+
+
+@pytest.mark.parametrize("margin", [0, K.DEFAULT_REFINE_MARGIN])
+@pytest.mark.parametrize("path", ["half-circle", "query", "block-pairs"])
+def test_certified_rerank_is_exact_where_the_expansion_cancels(path, margin, monkeypatch):
+  # a large common offset: ||q||^2 + ||r||^2 - 2 q.r loses every digit of the small differences in
+  # float32, so the expansion's candidates are wrong; the certificate (error bound gamma_{D+2} (|q| +
+  # max|r|)^2) must reject those rows and the fallback recompute them exactly, on every path, under jit
+  x = (300.0 + 0.01 * RNG.normal(size=(300, 16))).astype(np.float32)
+  if path == "block-pairs":
+    monkeypatch.setattr(K, "HALF_CIRCLE_MAX_BUFFER", 0)
+  kw = dict(_paths())[path]
+  dr, ir = K.brute_force_knn_numpy(x, 4)
+  fn = jax.jit(lambda a: K.knn(a, 4, chunk_size=64, refine_margin=margin, **kw))
+  d, i = fn(x)
+  np.testing.assert_array_equal(np.asarray(i), ir)
+  np.testing.assert_allclose(np.asarray(d), dr, rtol=1e-3)
+
+
+def test_expansion_error_bound_holds():
+  # |fl(expansion) - exact| <= gamma_{D+2} (|q| + |r|)^2 on adversarial (offset) and generic data
+  for x in ((1e3 + RNG.normal(size=(64, 256))).astype(np.float32), RNG.normal(size=(64, 256)).astype(np.float32)):
+    approx = np.asarray(K.pairwise_sqeuclidean(jax.numpy.asarray(x), jax.numpy.asarray(x)), np.float64)
+    x64 = x.astype(np.float64)
+    exact = ((x64[:, None] - x64[None]) ** 2).sum(-1)
+    nrm = np.linalg.norm(x64, axis=1)
+    bound = K._expansion_error_factor(256, np.float32) * (nrm[:, None] + nrm[None]) ** 2
+    assert np.all(np.abs(approx - exact) <= bound)
+
+
+def test_half_circle_rows_sharded_same_on_1_2_8_devices():
+  # every device takes chunk / n_dev rows of every block; the column candidates meet in an all_to_all
+  x = RNG.normal(size=(500, 24)).astype(np.float32)
+  _, ir = K.brute_force_knn_numpy(x, 5)
+  for n_dev in (1, 2, 8):
+    mesh = Mesh(np.array(jax.devices()[:n_dev]), ("data",))
+    d, i = K.knn(x, 5, chunk_size=96, symmetric=True, mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(i), ir)
+    if n_dev == 1:
+      d1 = np.asarray(d)
+    np.testing.assert_allclose(np.asarray(d), d1, rtol=1e-6)

@@ -21,8 +21,13 @@ Metrics: ``"sqeuclidean"`` d(a, b) = ||a - b||^2 and ``"cosine"`` d(a, b) = 1 - 
 Algorithm. Queries are split into chunks of ``chunk_size`` rows; for each chunk the [chunk, M] matrix
 of distances is formed by the expansion ||q||^2 + ||r||^2 - 2 q.r (clamped at 0), the excluded indices
 are set to +inf, and ``lax.top_k`` on the negated distances keeps ``k + refine_margin`` candidates.
-The candidates' distances are then recomputed exactly as ||q - r||^2 (no cancellation) and sorted
-lexicographically by (distance, index), so the returned distances are exact in float32 and **ties are
+The candidates' distances are then recomputed exactly as sum_i (q_i - r_i)^2 (no cancellation) and sorted
+lexicographically by (distance, index). A rounding-error certificate makes this exact for any data: the
+expansion errs by at most gamma_{D+2} (||q|| + max ||r||)^2 (gamma_m = m u / (1 - m u), u = eps / 2), so a row
+whose k-th recomputed distance lies below the smallest possible distance of every non-candidate is
+certified; the rows that are not (near-ties at the candidate boundary, or data with a large common offset
+where the expansion cancels) are recomputed against all points inside a ``lax.while_loop`` that runs zero
+times when all rows are certified. So the returned distances are exact in float32 and **ties are
 broken by the lower reference index** (deterministic; unlike scikit-hubness's ``shuffle_equal`` which
 permutes ties randomly). Memory is O(chunk_size * M) per device. (``knn`` of a set against itself
 can instead use the symmetry of the distance matrix: see ``knn(symmetric=...)``.) The query axis is sharded over the
@@ -44,8 +49,9 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 METRICS = ("sqeuclidean", "euclidean", "cosine")
 DEFAULT_CHUNK = 1024
-DEFAULT_REFINE_MARGIN = 8
+DEFAULT_REFINE_MARGIN = 3
 RERANK_BATCH = 64                 # rows per step of the exact re-ranking
+FALLBACK_BATCH = 8                # rows per step of the (rare) uncertified-row recomputation
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,32 +133,26 @@ def pairwise_cosine(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
 # ----------------------------------------------------------------------------------------------
 # the chunked, sharded kernel
 # ----------------------------------------------------------------------------------------------
-def _block(q, q_ids, refs, r_sq, *, k, k_cand, cosine):
+def _block(q, q_ids, refs, r_sq, r_max, *, k, k_cand, cosine):
   """kNN of one query chunk against all refs. q [c, D], q_ids [c] (-1 = exclude nothing)."""
   q_sq = jnp.sum(q * q, axis=-1)
   d = q_sq[:, None] + r_sq[None, :] - 2.0 * jnp.matmul(q, refs.T, precision=lax.Precision.HIGHEST)
   d = jnp.maximum(d, 0.0)
   ref_ids = jnp.arange(refs.shape[0], dtype=jnp.int32)
   d = jnp.where(ref_ids[None, :] == q_ids[:, None], jnp.inf, d)
-  _, cand = lax.top_k(-d, k_cand)                              # lower index first on ties
-  # exact re-evaluation of the candidates' distances (no cancellation), then lexicographic sort
-  diff = q[:, None, :] - refs[cand]                            # [c, k_cand, D]
-  exact = jnp.sum(diff * diff, axis=-1)
-  if cosine:  # rows are unit-normalised: 1 - cos = ||a - b||^2 / 2
-    exact = 0.5 * exact
-  exact = jnp.where(cand == q_ids[:, None], jnp.inf, exact)
-  exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
-  return exact[:, :k], cand[:, :k]
+  v, cand = lax.top_k(-d, k_cand)                              # lower index first on ties
+  return _rerank_exact(q, refs, q_ids, -v, cand, k, k_cand, cosine, refs.shape[0], r_max)
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled(mesh: Mesh, axis_name: str, chunk: int, k: int, k_cand: int, cosine: bool):
   def per_device(q, q_ids, refs):
     r_sq = jnp.sum(refs * refs, axis=-1)
+    r_max = jnp.sqrt(jnp.max(r_sq))
     n_local, dim = q.shape
     qc = q.reshape(n_local // chunk, chunk, dim)
     ic = q_ids.reshape(n_local // chunk, chunk)
-    fn = functools.partial(_block, refs=refs, r_sq=r_sq, k=k, k_cand=k_cand, cosine=cosine)
+    fn = functools.partial(_block, refs=refs, r_sq=r_sq, r_max=r_max, k=k, k_cand=k_cand, cosine=cosine)
     dists, idx = lax.map(lambda a: fn(a[0], a[1]), (qc, ic))
     return dists.reshape(n_local, k), idx.reshape(n_local, k)
 
@@ -181,6 +181,9 @@ def knn_query(queries, refs, k: int, metric: str = "sqeuclidean", *,
     mesh: ``jax.sharding.Mesh`` whose ``axis_name`` axis shards the queries (default: all devices).
     query_ids: optional int [Q]; ``query_ids[i] = j >= 0`` excludes ref ``j`` from query ``i``'s list.
     refine_margin: extra top-k candidates whose distances are recomputed exactly before the final sort.
+      The result is exact for any margin (rows the rounding-error certificate cannot vouch for are
+      recomputed against all refs); a larger margin makes that fallback rarer, a smaller one makes the
+      candidate selection cheaper.
 
   Returns:
     (dists [Q, k] float32, idx [Q, k] int32), sorted by (distance, index) ascending.
@@ -277,32 +280,108 @@ def _compiled_symmetric(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chunk
     vals = jnp.moveaxis(vals, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
     idx = jnp.moveaxis(idx, 0, -2).reshape(n_blocks * chunk, n_dev * kc)
     vals, idx = lax.sort((vals, idx), dimension=-1, num_keys=2)
-    return _rerank_exact(xb.reshape(n_blocks * chunk, -1)[:n], vals[:n], idx[:n], k, kc, cosine, exclude_self)
+    x = xb.reshape(n_blocks * chunk, -1)[:n]
+    qid = jnp.arange(n, dtype=jnp.int32) if exclude_self else jnp.full((n,), -1, jnp.int32)
+    r_max = jnp.sqrt(jnp.max(jnp.sum(x * x, axis=-1)))
+    return _rerank_exact(x, x, qid, vals[:n], idx[:n], k, kc, cosine, n, r_max)
 
   return jax.jit(run)
 
 
-def _rerank_exact(x, vals, idx, k, kc, cosine, exclude_self):
-  """Exact k nearest among the first ``kc`` sorted candidates of each row: recompute the squared
-  distances (halved for cosine), drop non-finite candidates (and self when excluded), re-sort by
-  (distance, index) and keep ``k``. ``x`` is [n, d]; ``vals``/``idx`` are [n, m >= kc], sorted."""
-  n = x.shape[0]
+def _expansion_error_factor(dim: int, dtype) -> float:
+  """gamma with |fl(||q||^2 + ||r||^2 - 2 q.r) - ||q - r||^2| <= gamma (||q|| + ||r||)^2 for any summation
+  order: each of the three inner products of length D errs by at most gamma_D times its absolute
+  terms, and the two additions add two roundings, so gamma = gamma_{D+2} = (D+2) u / (1 - (D+2) u),
+  u = eps / 2 (Higham, Accuracy and Stability of Numerical Algorithms, sec. 3.1)."""
+  u = float(np.finfo(np.dtype(dtype)).eps) / 2
+  m = (dim + 2) * u
+  if m >= 0.5:
+    return math.inf
+  return m / (1 - m)
+
+
+def _exact_rows_topk(xq, qid, xr, n, k, batch):
+  """Exact k nearest of the rows ``xq`` [b, D] among ``xr[:n]`` by direct sums of squared differences
+  (no expansion), ties -> lower index; ``qid`` [b] is excluded (-1: nothing). The [M, D] differences of a
+  row are one fused reduction; rows are mapped ``batch`` at a time."""
+  ids = jnp.arange(xr.shape[0], dtype=jnp.int32)
+
+  def one(a):
+    xi, qi = a
+    d = jnp.sum(jnp.square(xr - xi[None]), axis=-1)
+    d = jnp.where((ids >= n) | (ids == qi), jnp.inf, d)
+    v, i = lax.top_k(-d, k)                                     # equal values: lower index first
+    return -v, i.astype(jnp.int32)
+
+  return lax.map(one, (xq, qid), batch_size=batch)
+
+
+def _rerank_exact(xq, xr, qid, vals, idx, k, kc, cosine, n, r_max):
+  """Exact k nearest of the query rows ``xq`` [q, D] from their approximate candidates, certified.
+
+  ``vals``/``idx`` [q, m >= kc] are approximate distances (the expansion ||q||^2 + ||r||^2 - 2 q.r) and
+  indices into ``xr`` (the first ``n`` rows are real), sorted by (value, index), such that every point
+  outside the first ``kc`` has an approximate distance >= vals[:, kc-1]. ``qid`` [q] is the index to
+  exclude per row (-1: none); ``r_max`` the largest norm among ``xr[:n]``.
+
+  1. The first ``kc`` candidates get their distances recomputed directly, d = sum_i (x_i - q_i)^2, are
+     sorted by (d, index) and the first ``k`` kept.
+  2. Certificate: with e_k the k-th recomputed distance, T = vals[:, kc-1] and the expansion error
+     bound b = gamma (||q|| + r_max)^2 (see ``_expansion_error_factor``), every non-candidate j has
+     d_j >= T - b; so if e_k < (T - b)(1 - 2 gamma) no non-candidate can enter the k nearest (nor tie
+     with the k-th) and the row is exact. Rows with fewer than kc finite candidates are certified.
+  3. The rows that fail (near-ties within rounding of the candidate boundary: duplicates, quantised
+     data) are recomputed exactly against all points (``_exact_rows_topk``) in a ``lax.while_loop``
+     over batches of the failing rows; it runs zero times when every row is certified.
+
+  So the result is the exact (distance, lower index) order for any ``refine_margin``; the margin only
+  trades candidate work against how often step 3 runs. Cosine distances are halved at the end (rows are
+  unit-normalised: 1 - cos = ||a - b||^2 / 2)."""
+  q, dim = xq.shape
   cand = jnp.minimum(idx[:, :kc], n - 1)
 
-  def rows(a):                        # one row's candidates; mapped in cache-sized batches of rows, so
-    xi, ci = a                        # the [n, kc, d] gathered candidates are never materialised (4.8x
-    diff = x[ci] - xi[None]           # faster than one gather at n = 10^4, d = 512 on CPU)
-    return jnp.sum(diff * diff, axis=-1)
+  bs = min(RERANK_BATCH, q)
 
-  exact = lax.map(rows, (x, cand), batch_size=RERANK_BATCH)
-  if cosine:
-    exact = 0.5 * exact
-  invalid = ~jnp.isfinite(vals[:, :kc])
-  if exclude_self:
-    invalid = invalid | (cand == jnp.arange(n, dtype=jnp.int32)[:, None])
+  def rows(i, out):                   # a batch of rows' candidates, so the [q, kc, d] gathered
+    start = jnp.minimum(i * bs, q - bs)   # candidates are never materialised (4.8x faster than one
+    xi = lax.dynamic_slice_in_dim(xq, start, bs)   # gather at n = 10^4, d = 512 on CPU); the last batch
+    ci = lax.dynamic_slice_in_dim(cand, start, bs)  # overlaps the one before (same values rewritten)
+    diff = xr[ci] - xi[:, None]
+    return lax.dynamic_update_slice_in_dim(out, jnp.sum(diff * diff, axis=-1), start, 0)
+
+  exact = lax.fori_loop(0, -(-q // bs), rows, jnp.zeros((q, kc), xq.dtype))
+  invalid = ~jnp.isfinite(vals[:, :kc]) | (cand == qid[:, None])
   exact = jnp.where(invalid, jnp.inf, exact)
   exact, cand = lax.sort((exact, cand), dimension=-1, num_keys=2)
-  return exact[:, :k], cand[:, :k]
+  exact, cand = exact[:, :k], cand[:, :k]
+  gamma = _expansion_error_factor(dim, xq.dtype)
+  thresh = vals[:, kc - 1]
+  bound = gamma * jnp.square(jnp.linalg.norm(xq, axis=-1) + r_max)
+  certified = ~jnp.isfinite(thresh) | (exact[:, k - 1] < (thresh - bound) * (1 - 2 * gamma))
+  if kc >= n:                         # every point is a candidate
+    certified = jnp.ones_like(certified)
+  fail_rows = jnp.nonzero(~certified, size=q, fill_value=0)[0].astype(jnp.int32)
+  n_fail = jnp.sum(~certified)
+  fb = min(FALLBACK_BATCH, q)
+
+  def cond(state):
+    return state[0] * fb < n_fail
+
+  def body(state):
+    it, ex, ca = state
+    pos = it * fb + jnp.arange(fb, dtype=jnp.int32)
+    keep = pos < n_fail
+    r = fail_rows[jnp.minimum(pos, q - 1)]
+    v, i = _exact_rows_topk(xq[r], qid[r], xr, n, k, batch=fb)
+    dst = jnp.where(keep, r, q)                                   # past the failing rows: dropped
+    ex = ex.at[dst].set(v, mode="drop")
+    ca = ca.at[dst].set(i, mode="drop")
+    return it + 1, ex, ca
+
+  _, exact, cand = lax.while_loop(cond, body, (jnp.int32(0), exact, cand))
+  if cosine:
+    exact = 0.5 * exact
+  return exact, cand
 
 
 def _knn_blockpairs(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin):
@@ -383,126 +462,151 @@ def _smallest_along_rows(d, kc, group):
   return -v, jnp.take_along_axis(gi, p // group, axis=1) * group + p % group
 
 
-def _smallest_along_cols(d, kc, group):
-  """The kc smallest entries of every column of d [R, W]: (values [W, kc], row positions [W, kc]).
-  Same group prefilter along the rows; no transpose of d (group minima are a reduction over axis 0)."""
+def _smallest_along_cols(d, kc, group, col_start=0):
+  """The kc smallest entries of every column of d[:, col_start:] (d [R, W]): (values [W', kc], row
+  positions [W', kc]). Same group prefilter along the rows; no transpose or copy of d (group minima are
+  a reduction over axis 0 of the column range, the candidates one flat gather)."""
   r, w = d.shape
+  w_out = w - col_start
   if group <= 1 or r % group or r // group <= kc:
-    v, p = lax.top_k(-d.T, min(kc, r))
+    v, p = lax.top_k(-d[:, col_start:].T, min(kc, r))
     return _pad_cols(-v, p, kc, jnp.inf)
   ng = r // group
-  dg = d.reshape(ng, group, w)
-  _, gi = lax.top_k(-jnp.min(dg, axis=1).T, kc)                  # [W, kc]
+  gmin = jnp.min(d.reshape(ng, group, w), axis=1)[:, col_start:]   # reduce all, then slice: a slice of d
+  _, gi = lax.top_k(-gmin.T, kc)                                   # would be copied first; [W', kc]
   gi = jnp.sort(gi, axis=1)
-  pos = gi[:, :, None] * group + jnp.arange(group, dtype=gi.dtype)          # [W, kc, group] rows
-  cand = _gather_flat(d, pos, jnp.arange(w, dtype=gi.dtype)[:, None, None]).reshape(w, kc * group)
+  pos = gi[:, :, None] * group + jnp.arange(group, dtype=gi.dtype)          # [W', kc, group] rows
+  cols = col_start + jnp.arange(w_out, dtype=gi.dtype)[:, None, None]
+  cand = _gather_flat(d, pos, cols).reshape(w_out, kc * group)
   v, p = lax.top_k(-cand, kc)
   return -v, jnp.take_along_axis(gi, p // group, axis=1) * group + p % group
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled_half_circle(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chunk: int, k: int,
-                          kc: int, group: int, exclude_self: bool, cosine: bool):
+                          kc: int, group_rows: int, group_cols: int, exclude_self: bool, cosine: bool):
   """Self-kNN over half-circle strips: with an odd number B of blocks, strip I is block I against the
   blocks I, I+1, ..., I+(B-1)/2 (mod B), so every unordered block pair is formed exactly once (about
-  half the matmul FLOPs of the full N x N matrix) and every strip has the same static shape. The
-  strip's rows get their kc best over the strip (slot 0 of their candidate buffer); its columns get
-  their kc best over the rows of block I (slot = circular offset of their block). A final
-  lexicographic sort merges the (B+1)/2 slots of every row."""
+  half the matmul FLOPs of the full N x N matrix) and every strip has the same static shape.
+
+  The rows of every block are sharded over the mesh: device p forms, for every strip, the distances of
+  its r = chunk / n_dev rows of block I to the whole strip. A strip row gets its kc best over the strip
+  (its "row" candidates); a strip column of block I + o (o = 1..(B-1)/2) gets its kc best over this
+  device's rows of block I (slot o - 1 of the column buffer; the columns of block I itself are rows of
+  the strip, already covered). After the scan one ``all_to_all`` hands every device the column
+  candidates of its own rows from all devices; a lexicographic sort merges them with the row
+  candidates and the exact re-ranking runs, all on the local rows (so the merge and re-ranking are
+  parallel too)."""
   B, c = n_blocks, chunk
   nb = B // 2 + 1                                                  # blocks per strip (B odd)
   width = nb * c
+  n_dev = mesh.shape[axis_name]
+  r = c // n_dev
 
-  def per_device(xb, strips):
+  def per_device(xb, xr):                                          # xb [B, c, D] (all); xr [B, r, D] (own rows)
     dim = xb.shape[-1]
+    dev = lax.axis_index(axis_name)
     gid = jnp.arange(B * c, dtype=jnp.int32).reshape(B, c)
     sq = jnp.where(gid < n, jnp.sum(xb * xb, axis=-1), jnp.inf)  # [B, c]; padding points: d = +inf
-    init = (jnp.full((B, c, nb, kc), jnp.inf, xb.dtype), jnp.full((B, c, nb, kc), B * c, jnp.int32))
+    rid = lax.dynamic_slice_in_dim(gid, dev * r, r, axis=1)      # [B, r] global ids of the own rows
+    rsq = lax.dynamic_slice_in_dim(sq, dev * r, r, axis=1)
+    init = (jnp.full((B, r, kc), jnp.inf, xb.dtype), jnp.full((B, r, kc), B * c, jnp.int32),
+            jnp.full((B, c, nb - 1, kc), jnp.inf, xb.dtype),
+            jnp.full((B, c, nb - 1, kc), B * c, jnp.int32))
 
-    def body(state, strip):
-      bv, bi = state
-      blk, ok = strip[0], strip[1] > 0
-      offs = jnp.arange(nb, dtype=jnp.int32)
-      order = jnp.argsort((blk + offs) % B)                       # the strip's blocks in global order
-      sblk, soff = ((blk + offs) % B)[order], offs[order]
+    def body(state, blk):
+      rv, ri, cv, ci = state
+      sblk = (blk + jnp.arange(nb, dtype=jnp.int32)) % B           # own block first, then offsets 1..
       s = xb[sblk].reshape(width, dim)
       sid = gid[sblk].reshape(width)
-      rows = gid[blk]
-      q = xb[blk]
-      d = sq[blk][:, None] + sq[sblk].reshape(width)[None, :] + jnp.matmul(
-          -2.0 * q, s.T, precision=lax.Precision.HIGHEST)          # (-2q).s == -2 (q.s) exactly
+      rows = rid[blk]
+      d = rsq[blk][:, None] + sq[sblk].reshape(width)[None, :] + jnp.matmul(
+          -2.0 * xr[blk], s.T, precision=lax.Precision.HIGHEST)    # (-2q).s == -2 (q.s) exactly
       d = jnp.maximum(d, 0.0)
       if exclude_self:
         d = jnp.where(rows[:, None] == sid[None, :], jnp.inf, d)   # one fused pass with the line above
-      drop = jnp.where(ok, 0, B)                                   # padding strips write nowhere
-      rv, rp = _smallest_along_rows(d, kc, group)
-      bv = bv.at[blk + drop, :, 0].set(rv, mode="drop")
-      bi = bi.at[blk + drop, :, 0].set(jnp.where(jnp.isfinite(rv), sid[rp], B * c), mode="drop")
-      # The columns of blk itself (soff == 0) are rows of this strip, already done: their results go to
-      # slot nb, which is dropped (no masking pass over d needed).
-      cv, cp = _smallest_along_cols(d, kc, group)
-      cv = cv.reshape(nb, c, kc)
-      ci = jnp.where(jnp.isfinite(cv), rows[cp].reshape(nb, c, kc), B * c)
-      slot = jnp.where((soff == 0) | ~ok, nb, soff)                # out of range -> dropped
-      bv = bv.at[sblk, :, slot].set(cv, mode="drop")
-      bi = bi.at[sblk, :, slot].set(ci, mode="drop")
-      return (bv, bi), None
+      # (the candidate lists need not follow the index order on ties: see _rerank_exact's certificate)
+      v, p = _smallest_along_rows(d, kc, group_rows)
+      rv = rv.at[blk].set(v)
+      ri = ri.at[blk].set(jnp.where(jnp.isfinite(v), sid[p], B * c))
+      if nb > 1:           # the columns of the other blocks (block blk's own are rows of this strip)
+        v, p = _smallest_along_cols(d, kc, group_cols, col_start=c)
+        v = v.reshape(nb - 1, c, kc)
+        i = jnp.where(jnp.isfinite(v), rows[p].reshape(nb - 1, c, kc), B * c)
+        slots = jnp.arange(nb - 1, dtype=jnp.int32)
+        cv = cv.at[sblk[1:], :, slots].set(v)
+        ci = ci.at[sblk[1:], :, slots].set(i)
+      return (rv, ri, cv, ci), None
 
-    (bv, bi), _ = lax.scan(body, init, strips)
-    return bv[None], bi[None]
+    (rv, ri, cv, ci), _ = lax.scan(body, init, jnp.arange(B, dtype=jnp.int32))
+    # column candidates of the own rows, from every device: [B, c, ...] -> [B, n_dev (source), r, ...]
+    cv = cv.reshape(B, n_dev, r, (nb - 1) * kc)
+    ci = ci.reshape(B, n_dev, r, (nb - 1) * kc)
+    if n_dev > 1:
+      cv = lax.all_to_all(cv, axis_name, 1, 1, tiled=True)
+      ci = lax.all_to_all(ci, axis_name, 1, 1, tiled=True)
+    vals = jnp.concatenate([rv, jnp.moveaxis(cv, 1, 2).reshape(B, r, -1)], -1).reshape(B * r, -1)
+    idx = jnp.concatenate([ri, jnp.moveaxis(ci, 1, 2).reshape(B, r, -1)], -1).reshape(B * r, -1)
+    # the kc smallest of the merged lists (top_k, ~4x cheaper than a 2-key sort of every row): the
+    # re-ranking sorts them by (exact distance, index), and its certificate sends any row with ties
+    # at the candidate boundary to the exact fallback, so ties still go to the lower index
+    v, p = lax.top_k(-vals, kc)
+    vals, idx = -v, jnp.take_along_axis(idx, p, axis=-1)
+    qid = rid.reshape(B * r) if exclude_self else jnp.full((B * r,), -1, jnp.int32)
+    r_max = jnp.sqrt(jnp.max(jnp.where(gid < n, sq, 0.0)))
+    d, i = _rerank_exact(xr.reshape(B * r, dim), xb.reshape(B * c, dim), qid, vals, idx, k, kc, cosine, n,
+                         r_max)
+    return d.reshape(B, r, k), i.reshape(B, r, k)
 
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(axis_name)),
-                          out_specs=(P(axis_name), P(axis_name)), check_vma=False)
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(None, axis_name)),
+                          out_specs=(P(None, axis_name), P(None, axis_name)), check_vma=False)
 
-  def run(xb, strips):
-    bv, bi = sharded(xb, strips)                                   # [n_dev, B, c, nb, kc]
-    if bv.shape[0] > 1:                                            # each slot is written by one device
-      src = jnp.argmin(bv, axis=0)
-      bv = jnp.take_along_axis(bv, src[None], 0)[0]
-      bi = jnp.take_along_axis(bi, src[None], 0)[0]
-    else:
-      bv, bi = bv[0], bi[0]
-    vals = bv.reshape(B * c, nb * kc)[:n]
-    idx = bi.reshape(B * c, nb * kc)[:n]
-    vals, idx = lax.sort((vals, idx), dimension=-1, num_keys=2)    # ties -> lower index, as everywhere
-    return _rerank_exact(xb.reshape(B * c, -1)[:n], vals, idx, k, kc, cosine, exclude_self)
+  def run(xb):
+    d, i = sharded(xb, xb)                                         # [B, c, k]
+    return d.reshape(B * c, k)[:n], i.reshape(B * c, k)[:n]
 
   return jax.jit(run)
 
 
-def _half_circle_layout(n: int, chunk_size: int):
-  """(B odd, chunk, group): B = ceil(n / chunk_size) rounded up to odd; chunk = ceil(n / B), rounded up
-  to a multiple of GROUP when it is large enough for the prefilter to pay off."""
+def _half_circle_layout(n: int, chunk_size: int, n_dev: int = 1):
+  """(B, chunk, group_rows, group_cols): B = ceil(n / chunk_size) rounded up to odd; chunk ~ n / B rows
+  per block, made a multiple of ``n_dev`` (every device takes chunk / n_dev rows of every block) and of
+  GROUP when the blocks are large enough for the prefilter to pay off (along the strip rows: chunk >=
+  8 GROUP; along the strip columns, over one device's rows: chunk / n_dev >= 8 GROUP)."""
   n_blocks = math.ceil(n / min(chunk_size, n))
   if n_blocks % 2 == 0:
     n_blocks += 1
-  chunk = math.ceil(n / n_blocks)
-  group = GROUP if chunk >= 8 * GROUP else 1
-  if group > 1:
-    chunk = math.ceil(chunk / group) * group
-  return n_blocks, chunk, group
+  r = math.ceil(math.ceil(n / n_blocks) / n_dev)                  # rows per device per block
+  if r >= 8 * GROUP:
+    r = math.ceil(r / GROUP) * GROUP
+  elif r * n_dev >= 8 * GROUP:
+    step = GROUP // math.gcd(GROUP, n_dev)
+    r = math.ceil(r / step) * step
+  chunk = r * n_dev
+  group_rows = GROUP if chunk >= 8 * GROUP and chunk % GROUP == 0 else 1
+  group_cols = GROUP if r >= 8 * GROUP and r % GROUP == 0 else 1
+  return n_blocks, chunk, group_rows, group_cols
 
 
 def _knn_symmetric(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin):
   n, dim = x.shape
   kc = int(min(k + max(int(refine_margin), 0) + (1 if exclude_self else 0), n))
-  n_blocks, chunk, group = _half_circle_layout(n, chunk_size)
-  buffer_bytes = 8 * n_blocks * chunk * (n_blocks // 2 + 1) * kc
+  mesh = default_mesh(axis_name) if mesh is None else mesh
+  if axis_name not in mesh.axis_names:
+    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard over.")
+  n_dev = mesh.shape[axis_name]
+  n_blocks, chunk, group_rows, group_cols = _half_circle_layout(n, chunk_size, n_dev)
+  buffer_bytes = 8 * n_blocks * chunk * (n_blocks // 2) * kc      # column candidates, per device
   if buffer_bytes > HALF_CIRCLE_MAX_BUFFER:       # O(N^2 kc / chunk) candidates: use the O(N kc) scan
     return _knn_blockpairs(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin)
   cosine = metric == "cosine"
   if cosine:
     x = _normalize_rows(x, "x")
-  mesh = default_mesh(axis_name) if mesh is None else mesh
-  if axis_name not in mesh.axis_names:
-    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard over.")
-  n_dev = mesh.shape[axis_name]
   pad = n_blocks * chunk - n
   x_pad = jnp.concatenate([x, jnp.zeros((pad, dim), x.dtype)]) if pad else x
-  xb = x_pad.reshape(n_blocks, chunk, dim)
-  strips = [(i, 1) for i in range(n_blocks)] + [(0, 0)] * ((-n_blocks) % n_dev)
-  fn = _compiled_half_circle(mesh, axis_name, n, n_blocks, chunk, k, kc, group, exclude_self, cosine)
-  dists, idx = fn(xb, jnp.asarray(np.asarray(strips, np.int32)))
+  fn = _compiled_half_circle(mesh, axis_name, n, n_blocks, chunk, k, kc, group_rows, group_cols,
+                             exclude_self, cosine)
+  dists, idx = fn(x_pad.reshape(n_blocks, chunk, dim))
   if metric == "euclidean":
     dists = jnp.sqrt(dists)
   return dists, idx
@@ -522,8 +626,11 @@ def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
   (mod B), so every unordered block pair is formed once (about half the matmul FLOPs) with one static
   strip shape. Each strip's rows and columns get their ``k + refine_margin`` best candidates through a
   group-minimum prefilter plus ``lax.top_k`` (exact, ties by lower index), stored per source slot and
-  merged once at the end; strips are sharded over the mesh. Memory per device: O(chunk_size * N / 2)
-  for a strip plus a candidate buffer of N * (B + 1) / 2 * (k + refine_margin) entries; when that buffer
+  merged once at the end, followed by the certified exact re-ranking. The rows of every block are
+  sharded over the mesh (each device takes chunk_size / n_dev rows of every strip; one ``all_to_all``
+  brings every point's column candidates to the device of its row, which merges and re-ranks them).
+  Memory per device: O(chunk_size / n_dev * N / 2) for a strip plus a candidate buffer of
+  N * (B - 1) / 2 * (k + refine_margin) entries; when that buffer
   would exceed ``HALF_CIRCLE_MAX_BUFFER`` bytes the older block-pair scan (O(chunk_size^2 + N k)) runs
   instead. ``symmetric=False`` runs ``knn_query(x, x)`` (query chunks against all points,
   O(chunk_size * N)). All paths return the same result.
