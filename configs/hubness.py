@@ -124,6 +124,6 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   b.num_points = {"smoke": 400, "bench_gpu": 100_000}.get(variant, 10_000)
   b.dim = {"smoke": 64}.get(variant, 512)
   b.k = 5
-  b.repeats = {"smoke": 1}.get(variant, 3)
+  b.repeats = {"smoke": 1}.get(variant, 5)
   b.baselines = "sklearn,numpy" if variant != "bench_gpu" else "sklearn"
   return cfg
