@@ -494,9 +494,11 @@ def _compiled_half_circle(mesh: Mesh, axis_name: str, n: int, n_blocks: int, chu
   (its "row" candidates); a strip column of block I + o (o = 1..(B-1)/2) gets its kc best over this
   device's rows of block I (slot o - 1 of the column buffer; the columns of block I itself are rows of
   the strip, already covered). After the scan one ``all_to_all`` hands every device the column
-  candidates of its own rows from all devices; a lexicographic sort merges them with the row
-  candidates and the exact re-ranking runs, all on the local rows (so the merge and re-ranking are
-  parallel too)."""
+  candidates of its own rows from all devices; ``lax.top_k`` keeps the kc smallest of them and of the
+  row candidates, and the certified exact re-ranking runs, all on the local rows (so the merge and
+  re-ranking are parallel too). Every point outside a row's kc kept candidates has an approximate
+  distance >= the kc-th kept one (it lost either in its own source list or in the merge), which is what
+  the re-ranking's certificate needs; so ties need no particular order before it."""
   B, c = n_blocks, chunk
   nb = B // 2 + 1                                                  # blocks per strip (B odd)
   width = nb * c
