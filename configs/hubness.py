@@ -32,7 +32,8 @@ Time (2-core CPU shared with other jobs / one GPU):
   smoke       ~30-60 s (compilation) / seconds
   quick       ~60 s: volume table + emergence at N=4,000 for d in {2, 32, 512}, 1 seed / seconds
   volume      ~5 s
-  emergence   ~5-10 min (30 exact kNN graphs of 10,000 points) / < 1 min
+  emergence   ~1 min (30 exact kNN graphs of 10,000 points; 44 s measured with a GAN job sharing the
+              CPU, 575 s before the certified kNN with several jobs sharing it) / < 1 min
   gan         digits ~15 min (3 seeds vmapped, 3,000 steps, 1,000 samples per condition; 902 s measured
               with the CPU shared by ~7 jobs) + fashion_mnist as gan_fashion (with 40 batches before
               recalibrating the official rule: a few minutes more) / minutes

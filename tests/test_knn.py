@@ -152,3 +152,21 @@ def test_half_circle_rows_sharded_same_on_1_2_8_devices():
     if n_dev == 1:
       d1 = np.asarray(d)
     np.testing.assert_allclose(np.asarray(d), d1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["half-circle", "query", "block-pairs"])
+def test_gradient_of_neighbour_distances(path, monkeypatch):
+  # L = sum_i sum_{j in kNN(i)} ||x_i - x_j||^2 with the neighbour sets held fixed:
+  # dL/dx_i = 2 sum_{j in kNN(i)} (x_i - x_j) + 2 sum_{l : i in kNN(l)} (x_i - x_l)
+  x = RNG.normal(size=(90, 7)).astype(np.float32)
+  if path == "block-pairs":
+    monkeypatch.setattr(K, "HALF_CIRCLE_MAX_BUFFER", 0)
+  kw = dict(_paths())[path]
+  g = np.asarray(jax.grad(lambda a: K.knn(a, 4, chunk_size=16, **kw)[0].sum())(x))
+  _, ir = K.brute_force_knn_numpy(x, 4)
+  ref = np.zeros_like(x, dtype=np.float64)
+  for i in range(90):
+    for j in ir[i]:
+      ref[i] += 2 * (x[i] - x[j])
+      ref[j] += 2 * (x[j] - x[i])
+  np.testing.assert_allclose(g, ref, rtol=1e-4, atol=1e-4)

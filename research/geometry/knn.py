@@ -316,6 +316,23 @@ def _exact_rows_topk(xq, qid, xr, n, k, batch):
   return lax.map(one, (xq, qid), batch_size=batch)
 
 
+@jax.custom_jvp
+def _with_sqdist_grad(dist, xq, xr, idx):
+  """Returns ``dist`` (the squared distances ||xr[idx] - xq||^2 [q, k], computed elsewhere without
+  gradient) with the derivative of that expression: d dist = 2 <xr[idx] - xq, dxr[idx] - dxq>. So the
+  selection (loops, certificate, fallback) stays out of autodiff and the [q, k, D] gather happens only
+  when differentiating."""
+  return dist
+
+
+@_with_sqdist_grad.defjvp
+def _with_sqdist_grad_jvp(primals, tangents):
+  dist, xq, xr, idx = primals
+  _, dxq, dxr, _ = tangents
+  diff = xr[idx] - xq[:, None]
+  return dist, 2.0 * jnp.sum(diff * (dxr[idx] - dxq[:, None]), axis=-1)
+
+
 def _rerank_exact(xq, xr, qid, vals, idx, k, kc, cosine, n, r_max):
   """Exact k nearest of the query rows ``xq`` [q, D] from their approximate candidates, certified.
 
@@ -336,7 +353,10 @@ def _rerank_exact(xq, xr, qid, vals, idx, k, kc, cosine, n, r_max):
 
   So the result is the exact (distance, lower index) order for any ``refine_margin``; the margin only
   trades candidate work against how often step 3 runs. Cosine distances are halved at the end (rows are
-  unit-normalised: 1 - cos = ||a - b||^2 / 2)."""
+  unit-normalised: 1 - cos = ||a - b||^2 / 2). Differentiable in ``xq`` and ``xr`` through the returned
+  distances (``_with_sqdist_grad``); the neighbour choice itself is piecewise constant."""
+  xq_in, xr_in = xq, xr
+  xq, xr = lax.stop_gradient(xq), lax.stop_gradient(xr)
   q, dim = xq.shape
   cand = jnp.minimum(idx[:, :kc], n - 1)
 
@@ -379,6 +399,7 @@ def _rerank_exact(xq, xr, qid, vals, idx, k, kc, cosine, n, r_max):
     return it + 1, ex, ca
 
   _, exact, cand = lax.while_loop(cond, body, (jnp.int32(0), exact, cand))
+  exact = _with_sqdist_grad(exact, xq_in, xr_in, cand)
   if cosine:
     exact = 0.5 * exact
   return exact, cand
