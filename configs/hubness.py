@@ -32,11 +32,12 @@ Time (2-core CPU shared with other jobs / one GPU):
   smoke       ~30-60 s (compilation) / seconds
   quick       ~60 s: volume table + emergence at N=4,000 for d in {2, 32, 512}, 1 seed / seconds
   volume      ~5 s
-  emergence   ~1 min (30 exact kNN graphs of 10,000 points; 44 s measured with a GAN job sharing the
-              CPU, 575 s before the certified kNN with several jobs sharing it) / < 1 min
-  gan         digits ~15 min (3 seeds vmapped, 3,000 steps, 1,000 samples per condition; 902 s measured
-              with the CPU shared by ~7 jobs) + fashion_mnist as gan_fashion (with 40 batches before
-              recalibrating the official rule: a few minutes more) / minutes
+  emergence   ~1 min (30 exact kNN graphs of 10,000 points; 33 s measured on the idle CPU with 1 device;
+              575 s with 8 emulated devices, the older kNN and other jobs sharing the CPU) / < 1 min
+  gan         ~18-30 min: digits (3 seeds vmapped, 3,000 MLP steps, 1,000 samples per condition; ~2-4
+              min) + fashion_mnist as in gan_fashion (40 batches before recalibrating the official rule);
+              1,054 s measured for both with one other job on the CPU (902 s for digits alone with ~7
+              jobs sharing it) / minutes
   gan_fashion ~20-30 min: 3 seeds vmapped, 2,500 conv steps (0.3-0.5 s/step); 1,167 s measured (GAN
               training 967 s) with another session's jobs on the CPU / minutes
   gan_plainz  ~2-4 min: 90 s measured (3 seeds, 3,000 MLP steps; 245 s under heavier load) / < 1 min
