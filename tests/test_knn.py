@@ -108,9 +108,9 @@ def test_block_pair_fallback_when_buffer_is_large(monkeypatch):
   np.testing.assert_array_equal(np.asarray(i), ir)
 
 
-def _paths():
-  return [("half-circle", dict(symmetric=True)), ("query", dict(symmetric=False)),
-          ("block-pairs", dict(symmetric=True))]
+# the three kNN paths; "block-pairs" is the half-circle call with HALF_CIRCLE_MAX_BUFFER patched to 0
+PATH_KW = {"half-circle": dict(symmetric=True), "query": dict(symmetric=False),
+           "block-pairs": dict(symmetric=True)}
 
 
 @pytest.mark.parametrize("margin", [0, K.DEFAULT_REFINE_MARGIN])
@@ -122,7 +122,7 @@ def test_certified_rerank_is_exact_where_the_expansion_cancels(path, margin, mon
   x = (300.0 + 0.01 * RNG.normal(size=(300, 16))).astype(np.float32)
   if path == "block-pairs":
     monkeypatch.setattr(K, "HALF_CIRCLE_MAX_BUFFER", 0)
-  kw = dict(_paths())[path]
+  kw = PATH_KW[path]
   dr, ir = K.brute_force_knn_numpy(x, 4)
   fn = jax.jit(lambda a: K.knn(a, 4, chunk_size=64, refine_margin=margin, **kw))
   d, i = fn(x)
@@ -161,7 +161,7 @@ def test_gradient_of_neighbour_distances(path, monkeypatch):
   x = RNG.normal(size=(90, 7)).astype(np.float32)
   if path == "block-pairs":
     monkeypatch.setattr(K, "HALF_CIRCLE_MAX_BUFFER", 0)
-  kw = dict(_paths())[path]
+  kw = PATH_KW[path]
   g = np.asarray(jax.grad(lambda a: K.knn(a, 4, chunk_size=16, **kw)[0].sum())(x))
   _, ir = K.brute_force_knn_numpy(x, 4)
   ref = np.zeros_like(x, dtype=np.float64)

@@ -168,6 +168,20 @@ def default_mesh(axis_name: str = "data") -> Mesh:
   return Mesh(np.array(jax.devices()), (axis_name,))
 
 
+def _resolve_mesh(mesh: Optional[Mesh], axis_name: str) -> Mesh:
+  """``mesh`` (default: ``default_mesh(axis_name)``), checked to have an axis named ``axis_name``."""
+  mesh = default_mesh(axis_name) if mesh is None else mesh
+  if axis_name not in mesh.axis_names:
+    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard the points "
+                     "over. Pass axis_name=<one of them>.")
+  return mesh
+
+
+def _num_candidates(k: int, refine_margin: int, excluded: bool, n: int) -> int:
+  """Candidates per row before the exact re-ranking: k + margin (+ 1 for an excluded index), <= n."""
+  return int(min(k + max(int(refine_margin), 0) + (1 if excluded else 0), n))
+
+
 def knn_query(queries, refs, k: int, metric: str = "sqeuclidean", *,
               chunk_size: int = DEFAULT_CHUNK, mesh: Optional[Mesh] = None, axis_name: str = "data",
               query_ids=None, refine_margin: int = DEFAULT_REFINE_MARGIN):
@@ -209,17 +223,14 @@ def knn_query(queries, refs, k: int, metric: str = "sqeuclidean", *,
   if cosine:
     queries = _normalize_rows(queries, "queries")
     refs = _normalize_rows(refs, "refs")
-  mesh = default_mesh(axis_name) if mesh is None else mesh
-  if axis_name not in mesh.axis_names:
-    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard queries "
-                     "over. Pass axis_name=<one of them>.")
+  mesh = _resolve_mesh(mesh, axis_name)
   n_dev = mesh.shape[axis_name]
   chunk = int(min(chunk_size, max(1, math.ceil(n_q / n_dev))))
   n_pad = math.ceil(n_q / (n_dev * chunk)) * n_dev * chunk
   if n_pad != n_q:
     queries = jnp.concatenate([queries, jnp.zeros((n_pad - n_q, queries.shape[1]), queries.dtype)])
     query_ids = jnp.concatenate([query_ids, jnp.full((n_pad - n_q,), -1, jnp.int32)])
-  k_cand = int(min(k + max(int(refine_margin), 0) + (1 if exclude else 0), n_r))
+  k_cand = _num_candidates(k, refine_margin, exclude, n_r)
   fn = _compiled(mesh, axis_name, chunk, k, k_cand, cosine)
   dists, idx = fn(queries, query_ids, refs)
   dists, idx = dists[:n_q], idx[:n_q]
@@ -300,20 +311,19 @@ def _expansion_error_factor(dim: int, dtype) -> float:
   return m / (1 - m)
 
 
-def _exact_rows_topk(xq, qid, xr, n, k, batch):
+def _exact_rows_topk(xq, qid, xr, n, k):
   """Exact k nearest of the rows ``xq`` [b, D] among ``xr[:n]`` by direct sums of squared differences
   (no expansion), ties -> lower index; ``qid`` [b] is excluded (-1: nothing). The [M, D] differences of a
-  row are one fused reduction; rows are mapped ``batch`` at a time."""
+  row are one fused reduction; the b rows are vectorised."""
   ids = jnp.arange(xr.shape[0], dtype=jnp.int32)
 
-  def one(a):
-    xi, qi = a
+  def one(xi, qi):
     d = jnp.sum(jnp.square(xr - xi[None]), axis=-1)
     d = jnp.where((ids >= n) | (ids == qi), jnp.inf, d)
     v, i = lax.top_k(-d, k)                                     # equal values: lower index first
     return -v, i.astype(jnp.int32)
 
-  return lax.map(one, (xq, qid), batch_size=batch)
+  return jax.vmap(one)(xq, qid)
 
 
 @jax.custom_jvp
@@ -392,7 +402,7 @@ def _rerank_exact(xq, xr, qid, vals, idx, k, kc, cosine, n, r_max):
     pos = it * fb + jnp.arange(fb, dtype=jnp.int32)
     keep = pos < n_fail
     r = fail_rows[jnp.minimum(pos, q - 1)]
-    v, i = _exact_rows_topk(xq[r], qid[r], xr, n, k, batch=fb)
+    v, i = _exact_rows_topk(xq[r], qid[r], xr, n, k)
     dst = jnp.where(keep, r, q)                                   # past the failing rows: dropped
     ex = ex.at[dst].set(v, mode="drop")
     ca = ca.at[dst].set(i, mode="drop")
@@ -411,9 +421,7 @@ def _knn_blockpairs(x, k, metric, exclude_self, chunk_size, mesh, axis_name, ref
   cosine = metric == "cosine"
   if cosine:
     x = _normalize_rows(x, "x")
-  mesh = default_mesh(axis_name) if mesh is None else mesh
-  if axis_name not in mesh.axis_names:
-    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard over.")
+  mesh = _resolve_mesh(mesh, axis_name)
   n_dev = mesh.shape[axis_name]
   chunk = int(min(chunk_size, n))
   n_blocks = math.ceil(n / chunk)
@@ -424,7 +432,7 @@ def _knn_blockpairs(x, k, metric, exclude_self, chunk_size, mesh, axis_name, ref
   # longest-first isn't needed (all blocks cost the same); pad to a multiple of the device count
   pairs += [(0, 0, 0)] * ((-len(pairs)) % n_dev)
   pairs = np.asarray(pairs, np.int32)
-  kc = int(min(k + max(int(refine_margin), 0) + (1 if exclude_self else 0), n))
+  kc = _num_candidates(k, refine_margin, exclude_self, n)
   fn = _compiled_symmetric(mesh, axis_name, n, n_blocks, chunk, k, kc, exclude_self, cosine)
   dists, idx = fn(xb, jnp.asarray(pairs))
   if metric == "euclidean":
@@ -613,10 +621,8 @@ def _half_circle_layout(n: int, chunk_size: int, n_dev: int = 1):
 
 def _knn_symmetric(x, k, metric, exclude_self, chunk_size, mesh, axis_name, refine_margin):
   n, dim = x.shape
-  kc = int(min(k + max(int(refine_margin), 0) + (1 if exclude_self else 0), n))
-  mesh = default_mesh(axis_name) if mesh is None else mesh
-  if axis_name not in mesh.axis_names:
-    raise ValueError(f"mesh has axes {mesh.axis_names}; no axis named {axis_name!r} to shard over.")
+  kc = _num_candidates(k, refine_margin, exclude_self, n)
+  mesh = _resolve_mesh(mesh, axis_name)
   n_dev = mesh.shape[axis_name]
   n_blocks, chunk, group_rows, group_cols = _half_circle_layout(n, chunk_size, n_dev)
   buffer_bytes = 8 * n_blocks * chunk * (n_blocks // 2) * kc      # column candidates, per device
