@@ -1,14 +1,17 @@
 """Runs an experiment config and writes its results.
 
-Usage::
+Usage (from the checkout's root; ``research-run`` does the same from any directory of the checkout)::
 
-    python -m experiments.run --config=configs/NAME.py:VARIANT --workdir=DIR [--config.key=value ...]
-    python -m experiments.run --list
+    python -m experiments.run --config=NAME:VARIANT [--workdir=DIR] [--config.key=value ...]
+    python -m experiments.run --config=configs/NAME.py:VARIANT ...      # the same config, by its path
+    python -m experiments.run --list                                    # every NAME:VARIANT --config accepts
 
-The config file's ``get_config(VARIANT)`` builds an ``ml_collections.ConfigDict`` (loaded through
-``ml_collections.config_flags``, as in the Flax examples); ``--config.key=value`` overrides any key, and a
-key that does not exist is rejected with the list of valid keys. The driver ``experiments/<experiment>.py``
-runs with the workdir, and the runner writes ``results.json`` and ``results.md`` there and prints the table.
+``NAME`` is a file ``configs/NAME.py`` of this checkout; its ``get_config(VARIANT)`` builds an
+``ml_collections.ConfigDict`` (loaded through ``ml_collections.config_flags``, as in the Flax examples);
+``--config.key=value`` overrides any key, and a key that does not exist is rejected with the list of valid
+keys. Before the run every numeric key is checked against its range (``configs.common.validate``). The
+driver ``experiments/<experiment>.py`` runs with the workdir, and the runner writes ``results.json`` and
+``results.md`` there and prints the table.
 """
 from __future__ import annotations
 
@@ -24,12 +27,39 @@ import time
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "configs")
+_NOT_CONFIGS = ("__init__", "common")
+
+
+def config_names() -> list[str]:
+  """The NAMEs ``--config=NAME:VARIANT`` accepts: the files ``configs/NAME.py`` of this checkout."""
+  names = [os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))]
+  return sorted(n for n in names if n not in _NOT_CONFIGS)
+
+
+def resolve_config_path(path: str) -> str:
+  """The absolute path of a config given as ``NAME``, ``configs/NAME.py`` or any path to a config file.
+
+  A short name is looked up in ``<checkout>/configs``; a path is tried relative to the current directory,
+  then to the checkout, so ``configs/NAME.py`` works from anywhere. Raises ``FileNotFoundError`` naming the
+  configs that exist.
+  """
+  if path.endswith(".py") or os.sep in path or "/" in path:
+    candidates = [path] if os.path.isabs(path) else [path, os.path.join(ROOT, path)]
+  else:
+    candidates = [os.path.join(CONFIG_DIR, path + ".py")]
+  for cand in candidates:
+    if os.path.isfile(cand):
+      return os.path.abspath(cand)
+  name = os.path.splitext(os.path.basename(path))[0]
+  close = difflib.get_close_matches(name, config_names(), n=2)
+  hint = f" Did you mean {' or '.join(close)}?" if close else ""
+  raise FileNotFoundError(f"Config {path!r} not found.{hint} Valid names: {', '.join(config_names())} "
+                          "(run `python -m experiments.run --list` for their variants).")
 
 
 def _import_config_module(path: str):
-  full = path if os.path.isabs(path) else os.path.join(ROOT, path) if not os.path.exists(path) else path
-  if not os.path.exists(full):
-    raise FileNotFoundError(f"Config file {path!r} not found; list the configs with `python -m experiments.run --list`.")
+  full = resolve_config_path(path)
   name = "_config_" + os.path.splitext(os.path.basename(full))[0]
   spec = importlib.util.spec_from_file_location(name, full)
   module = importlib.util.module_from_spec(spec)
@@ -98,7 +128,12 @@ def _set(cfg, dotted: str, value: Any) -> None:
 
 
 def load_config(spec: str, overrides: dict[str, Any] | None = None):
-  """Builds the locked config for ``"configs/NAME.py:VARIANT"`` with ``{dotted.key: value}`` overrides."""
+  """Builds the locked config for ``"NAME:VARIANT"`` (or ``"configs/NAME.py:VARIANT"``) with overrides.
+
+  ``overrides`` maps dotted keys to values (strings are parsed as on the command line). Raises
+  ``FileNotFoundError`` for an unknown config, ``ValueError`` for an unknown variant or an out-of-range
+  value, ``KeyError`` for an unknown key.
+  """
   path, _, variant = spec.partition(":")
   module = _import_config_module(path)
   cfg = module.get_config(variant) if variant else module.get_config()
@@ -107,11 +142,20 @@ def load_config(spec: str, overrides: dict[str, Any] | None = None):
   for key, text in overrides.items():
     _set(cfg, key, _parse_value(text, _get(cfg, key)))
   cfg.lock()
+  _validate(cfg)
   return cfg
 
 
+def _validate(cfg) -> None:
+  if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+  from configs import common
+  common.validate(cfg)
+
+
 def run_config(cfg, workdir: str, command: str | None = None, *, print_table: bool = True) -> dict:
-  """Runs the driver named by ``cfg.experiment`` and writes ``results.json``/``results.md`` into workdir."""
+  """Validates ``cfg``, runs the driver named by ``cfg.experiment`` and writes ``results.json``/``results.md``."""
+  _validate(cfg)
   from absl import logging as absl_logging
   from research import report
   from research.train import maybe_initialize_distributed, set_cpu_devices
@@ -134,29 +178,25 @@ def run_config(cfg, workdir: str, command: str | None = None, *, print_table: bo
 
 
 def list_configs() -> str:
-  """One line per config variant with its description."""
+  """What ``--config`` accepts: one ``NAME:VARIANT`` line per variant, under each config's summary line."""
   lines = []
-  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
-    name = os.path.basename(path)
-    if name in ("__init__.py", "common.py"):
-      continue
+  for name in config_names():
     try:
-      module = _import_config_module(path)
+      module = _import_config_module(name)
     except Exception as e:  # a broken config should not hide the others
-      lines.append(f"configs/{name}: cannot be imported ({e})")
+      lines.append(f"{name} (configs/{name}.py): cannot be imported ({e})")
       continue
     doc = (module.__doc__ or "").strip().splitlines()
-    lines.append(f"configs/{name}: {doc[0] if doc else ''}")
+    lines.append(f"{name} (configs/{name}.py): {doc[0] if doc else ''}")
     for variant, desc in getattr(module, "VARIANTS", {}).items():
-      lines.append(f"    :{variant:<22} {desc}")
+      lines.append(f"  {name + ':' + variant:<34} {desc}")
+  lines.append("Use as --config=NAME:VARIANT (or --config=configs/NAME.py:VARIANT).")
   return "\n".join(lines)
 
 
 def _split_argv(argv: list[str]) -> tuple[str | None, dict[str, str]]:
   config, overrides = None, {}
-  it = iter(range(len(argv)))
-  for i in it:
-    a = argv[i]
+  for i, a in enumerate(argv):
     if a.startswith("--config="):
       config = a.split("=", 1)[1]
     elif a == "--config" and i + 1 < len(argv):
@@ -169,6 +209,25 @@ def _split_argv(argv: list[str]) -> tuple[str | None, dict[str, str]]:
   return config, overrides
 
 
+def _absolute_config_argv(argv: list[str], spec: str) -> list[str]:
+  """``argv`` with the ``--config`` value replaced by ``/abs/path/configs/NAME.py:VARIANT``."""
+  path, colon, variant = spec.partition(":")
+  full = resolve_config_path(path) + colon + variant
+  out, skip = [], False
+  for i, a in enumerate(argv):
+    if skip:
+      skip = False
+      continue
+    if a.startswith("--config="):
+      out.append("--config=" + full)
+    elif a == "--config" and i + 1 < len(argv):
+      out.append("--config=" + full)
+      skip = True
+    else:
+      out.append(a)
+  return out
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   if "--list" in argv[1:]:
@@ -177,24 +236,28 @@ def main(argv: list[str] | None = None) -> None:
   spec, overrides = _split_argv(argv[1:])
   if spec is None:
     print(__doc__)
-    raise SystemExit("error: --config=configs/NAME.py:VARIANT is required (see --list).")
-  # Reject unknown keys before absl sees them, with the list of valid keys.
-  path, _, variant = spec.partition(":")
-  module = _import_config_module(path)
+    raise SystemExit("error: --config=NAME:VARIANT is required (see `python -m experiments.run --list`).")
+  # Unknown config / variant / key and out-of-range values: one clear line, no traceback.
   try:
-    check_override_keys(module.get_config(variant) if variant else module.get_config(), overrides)
-  except KeyError as e:
-    raise SystemExit(f"error: {e.args[0]}")
+    load_config(spec, overrides)
+    argv = _absolute_config_argv(argv, spec)
+  except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+    raise SystemExit(f"error: {e.args[0] if e.args else e}")
 
   from absl import app, flags
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "Experiment config: configs/NAME.py:VARIANT.", lock_config=True)
+  config_flags.DEFINE_config_file("config", None, "Experiment config: NAME:VARIANT or configs/NAME.py:VARIANT.",
+                                  lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for results, metrics, plots and checkpoints.")
   flags.DEFINE_bool("list", False, "List the configs and their variants.")
 
   def _main(_):
     cfg = flags.FLAGS.config
+    try:
+      _validate(cfg)
+    except (ValueError, TypeError) as e:
+      raise SystemExit(f"error: {e}")
     workdir = flags.FLAGS.workdir or os.path.join("workdirs", f"{cfg.experiment}_{cfg.get('variant', '')}")
     run_config(cfg, workdir)
 

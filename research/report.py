@@ -181,13 +181,27 @@ def write(results: Results, workdir: str, *, config: Any, command: str, wall_tim
 
 
 class MetricLogger:
-  """Appends JSON lines ``{"step": s, "name": value, ...}`` to ``workdir/metrics.jsonl``."""
+  """Appends JSON lines ``{"step": s, "name": value, ...}`` to ``workdir/metrics.jsonl``, and writes the same
+  scalars as TensorBoard summaries under ``workdir/tensorboard/`` (so ``tensorboard --logdir workdirs``
+  shows every run's curves).
 
-  def __init__(self, workdir: str | None, filename: str = "metrics.jsonl", prefix: str = ""):
+  The summaries go to ``workdir/tensorboard[/<file stem>][/<prefix>]`` (the stem only for a file other than
+  ``metrics.jsonl``), written with ``tensorboardX`` (no TensorFlow needed) and flushed at every ``write``;
+  only process 0 writes them. Without ``tensorboardX`` installed, only the JSON lines are written.
+  """
+
+  def __init__(self, workdir: str | None, filename: str = "metrics.jsonl", prefix: str = "", *,
+               tensorboard: bool = True):
     self.path = None if workdir is None else os.path.join(workdir, filename)
     self.prefix = prefix
+    self.tensorboard_dir = None
+    self._tb = None
     if self.path:
       os.makedirs(workdir, exist_ok=True)
+      if tensorboard:
+        stem = os.path.splitext(filename)[0]
+        parts = ([stem] if filename != "metrics.jsonl" else []) + ([prefix] if prefix else [])
+        self.tensorboard_dir = os.path.join(workdir, "tensorboard", *parts)
 
   def write(self, step: int, **scalars: Any) -> None:
     if not self.path:
@@ -198,6 +212,31 @@ class MetricLogger:
     rec.update({k: _jsonable(float(np.asarray(v))) for k, v in scalars.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(rec) + "\n")
+    self._write_tensorboard(int(step), rec)
+
+  def _write_tensorboard(self, step: int, rec: dict[str, Any]) -> None:
+    if self.tensorboard_dir is None:
+      return
+    if self._tb is None:
+      jax = sys.modules.get("jax")
+      try:
+        if jax is not None and jax.process_index() != 0:
+          raise ImportError
+        from tensorboardX import SummaryWriter  # imported on the first write: it is slow to import
+      except ImportError:
+        self.tensorboard_dir = None
+        return
+      self._tb = SummaryWriter(self.tensorboard_dir)
+    for k, v in rec.items():
+      if k not in ("step", "run") and isinstance(v, float) and math.isfinite(v):
+        self._tb.add_scalar(k, v, step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    """Closes the TensorBoard writer (the JSON lines need no closing)."""
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
 
 
 class RunLog:
