@@ -165,3 +165,21 @@ def test_killed_population_resumes_bit_identically(tmp_path):
   again = run("b", -1)
   assert again.returncode == 0 and "resumed from step 16" in again.stderr
   assert (tmp_path / "b" / "metrics.jsonl").read_text() == before
+
+
+def test_fit_resume_logs_each_step_once(tmp_path, capfd):
+  """``fit`` after a kill between checkpoints: says where it resumed and logs no step twice."""
+  import shutil
+  init, loss_fn, batches = _problem()
+  state = train.TrainState.create(params=init(0), tx=optax.adam(0.05), rng=0)
+  kw = dict(num_steps=6, workdir=str(tmp_path), checkpoint_every=4, log_every=1, progress=False)
+  train.fit(loss_fn, state, batches(0), **kw)
+  first = (tmp_path / "metrics.jsonl").read_text()
+  shutil.rmtree(tmp_path / "checkpoints" / "6")           # as if killed after logging step 6, before saving it
+  capfd.readouterr()
+  train.fit(loss_fn, state, batches(0), **kw)
+  assert "resumed from step 4" in capfd.readouterr().err
+  steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+  assert steps == sorted(set(steps)) and steps[-1] == 6
+  strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "examples_per_s"} for x in text.splitlines()]
+  assert strip((tmp_path / "metrics.jsonl").read_text()) == strip(first)

@@ -33,7 +33,6 @@ that no step appears twice. Throughput counts only the steps trained in this pro
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from research.report import MetricLogger
 from research.train import checkpoint as ckpt_lib
+from research.train.records import drop_records_after
 from research.train.loop import NonFiniteLossError, TrainState, make_train_step
 from research.train.sharding import DATA_AXIS, make_mesh, replicate
 
@@ -180,31 +180,6 @@ def make_population_step(loss_fn: Callable, accum_steps: int = 1, *, shared_batc
   return step
 
 
-def _drop_records_after(path: str, run_ids: Sequence[str], step: int) -> int:
-  """Removes the records of ``run_ids`` past ``step`` from ``metrics.jsonl`` (left by a killed run)."""
-  if not os.path.exists(path):
-    return 0
-  ids = set(run_ids)
-  kept, dropped = [], 0
-  with open(path) as f:
-    for line in f:
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:        # a line cut by the kill
-        dropped += 1
-        continue
-      if rec.get("run") in ids and rec.get("step", 0) > step:
-        dropped += 1
-      else:
-        kept.append(line if line.endswith("\n") else line + "\n")
-  if dropped:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
-  return dropped
-
-
 def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
                    batches: Callable[[int], Any] | Sequence[Callable[[int], Any]], *, num_steps: int,
                    run_ids: Sequence[str] | None = None, run_args: Any = None, shared_batch: bool = False,
@@ -273,7 +248,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       start = int(np.asarray(state.step).max())
       print(f"[{desc}] resumed from step {start}", file=sys.stderr, flush=True)
       if writer:
-        _drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, start)
+        drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, start)
   state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, replicate(state, mesh))
   alive = replicate(alive, mesh)
   args = replicate(run_args, mesh) if with_args else None
@@ -359,5 +334,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       bar.close()
     if manager is not None:
       manager.close()
+    for lg in loggers.values():
+      getattr(lg, "close", lambda: None)()
   return Population(state=state, alive=np.asarray(jax.device_get(alive)), diverged_at=diverged_at,
                     run_ids=run_ids, history=history)
