@@ -36,8 +36,8 @@ def _problem(n=256, d=8):
   return init, loss_fn, (lambda seed: data.batch_fn(arrays, 32, seed))
 
 
-@pytest.mark.parametrize("num_devices", [1, 8])
-def test_population_equals_separate_fits(num_devices):
+@pytest.mark.parametrize("num_devices,steps_per_call", [(1, 1), (8, 5)])
+def test_population_equals_separate_fits(num_devices, steps_per_call):
   init, loss_fn, batches = _problem()
   mesh = train.make_mesh(jax.devices()[:num_devices])
   tx = optax.adam(0.05)
@@ -49,7 +49,7 @@ def test_population_equals_separate_fits(num_devices):
     solo.append(jax.device_get(st.params))
   states = [train.TrainState.create(params=init(s), tx=tx, rng=s) for s in seeds]
   out = pop.fit_population(loss_fn, states, [batches(s) for s in seeds], num_steps=12, progress=False, mesh=mesh,
-                           log_every=4)
+                           log_every=4, steps_per_call=steps_per_call)
   assert out.alive.all() and (out.diverged_at == -1).all()
   for i, ref in enumerate(solo):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), jax.device_get(out.run(i).params),
@@ -137,7 +137,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     tx = optax.adam(0.05)
     states = [train.TrainState.create(params=init(s), tx=tx, rng=s) for s in range(4)]
     out = pop.fit_population(loss_fn, states, [or_die(f) for f in fns], num_steps=total, workdir=workdir,
-                             checkpoint_every=4, log_every=2, progress=False)
+                             checkpoint_every=4, log_every=2, progress=False, steps_per_call=3)
     np.save(os.path.join(workdir, "final_w.npy"), np.asarray(out.state.params["w"]))
 """)
 

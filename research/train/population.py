@@ -186,7 +186,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
                    workdir: str | None = None, eval_fn: Callable[[Any], dict] | None = None, eval_every: int = 0,
                    checkpoint_every: int = 0, log_every: int = 50, accum_steps: int = 1,
                    desc: str = "population", mesh: jax.sharding.Mesh | None = None, progress: bool = True,
-                   keep_checkpoints: int = 2, name: str = "population") -> Population:
+                   keep_checkpoints: int = 2, name: str = "population", steps_per_call: int = 1) -> Population:
   """Trains a population of runs for ``num_steps`` steps in total (counting restored steps).
 
   Args:
@@ -201,6 +201,9 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     eval_fn: ``params -> dict of scalars`` for ONE run; it is vmapped and jitted over the population, run
       every ``eval_every`` steps and at the end.
     checkpoint_every, log_every, accum_steps, mesh, progress, keep_checkpoints: as in ``fit``.
+    steps_per_call: run up to this many steps in one jitted call (a ``lax.scan`` over their stacked
+      batches), which removes the per-step dispatch cost of small models; a call never crosses a log,
+      eval or checkpoint step, so the records and the resumed states are the same for every value.
 
   Returns:
     A :class:`Population`. Raises :class:`NonFiniteLossError` only when every run has diverged.
@@ -209,6 +212,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     raise ValueError(f"num_steps must be >= 0, got {num_steps}")
   if log_every < 1:
     raise ValueError(f"log_every must be >= 1, got {log_every}")
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
   if checkpoint_every < 0 or eval_every < 0:
     raise ValueError(f"checkpoint_every and eval_every must be >= 0, got {checkpoint_every}, {eval_every}")
   state = stack_states(states) if isinstance(states, (list, tuple)) else states
@@ -253,9 +258,22 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
   alive = replicate(alive, mesh)
   args = replicate(run_args, mesh) if with_args else None
   start = int(np.asarray(jax.device_get(state.step)).max())
-  step_fn = jax.jit(make_population_step(loss_fn, accum_steps, shared_batch=shared_batch, with_args=with_args),
-                    donate_argnums=(0,))
+  one_step = make_population_step(loss_fn, accum_steps, shared_batch=shared_batch, with_args=with_args)
+
+  def chunk_fn(state, alive, batches_k, args):
+    def body(carry, b):
+      st, al = carry
+      st, al, m = one_step(st, al, b, args)
+      return (st, al), m
+    (state, alive), ms = jax.lax.scan(body, (state, alive), batches_k)
+    return state, alive, ms
+
+  step_fn = jax.jit(chunk_fn, donate_argnums=(0,))
   batch_axis = 0 if shared_batch else 1
+  stops = [e for e in (log_every, checkpoint_every if manager is not None else 0, eval_every) if e]
+
+  def chunk_end(s: int) -> int:       # the next step at which something is logged, evaluated or saved
+    return min([num_steps, s + steps_per_call] + [(s // e + 1) * e for e in stops])
   veval = jax.jit(jax.vmap(eval_fn)) if eval_fn is not None else None
 
   history: list[dict] = []
@@ -272,13 +290,17 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     if not pending:
       return
     fetched = jax.device_get([m for _, m in pending])
-    for (s, _), m in zip(pending, fetched):
-      for i in np.flatnonzero(~np.asarray(m["finite"], bool) & (diverged_at < 0)):
-        diverged_at[i] = s
-        loggers[run_ids[i]].write(s, diverged=1.0)
-        print(f"[{desc}] run {run_ids[i]} became non-finite at step {s} (loss={float(m['loss'][i])}); "
-              "it keeps its last finite parameters and is masked from now on", file=sys.stderr, flush=True)
-    s, m = pending[-1][0], fetched[-1]
+    for (end, _), ms in zip(pending, fetched):
+      k = np.shape(ms["finite"])[0]
+      for j in range(k):
+        s = end - k + 1 + j
+        for i in np.flatnonzero(~np.asarray(ms["finite"][j], bool) & (diverged_at < 0)):
+          diverged_at[i] = s
+          loggers[run_ids[i]].write(s, diverged=1.0)
+          print(f"[{desc}] run {run_ids[i]} became non-finite at step {s} (loss={float(ms['loss'][j][i])}); "
+                "it keeps its last finite parameters and is masked from now on", file=sys.stderr, flush=True)
+    s = pending[-1][0]
+    m = jax.tree.map(lambda x: x[-1], fetched[-1])
     dt = max(time.perf_counter() - t0, 1e-9)
     rate = examples / dt
     for i, r in enumerate(run_ids):
@@ -308,15 +330,21 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       loggers[r].write(step_done, **rec)
 
   try:
-    for s in range(start, num_steps):
-      batch = get_batch(s)
-      leaves = jax.tree.leaves(batch)
-      examples += int(np.shape(leaves[0])[batch_axis]) * (1 if shared_batch else p) if leaves else 0
-      state, alive, metrics = step_fn(state, alive, _put(batch, mesh, batch_axis), args)
-      pending.append((s + 1, metrics))
-      done = s + 1
+    s = start
+    while s < num_steps:
+      done = chunk_end(s)
+      per_step = [get_batch(t) for t in range(s, done)]
+      batch = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *per_step)
+      leaves = jax.tree.leaves(per_step[0])
+      examples += (done - s) * int(np.shape(leaves[0])[batch_axis]) * (1 if shared_batch else p) if leaves else 0
+      state, alive, metrics = step_fn(state, alive, _put(batch, mesh, batch_axis + 1), args)
+      pending.append((done, metrics))
       if bar is not None:
-        bar.update(1)
+        bar.update(done - s)
+        if s == start:     # the first call includes jit compilation: restart the clock so the ETA excludes it
+          bar.reset(total=num_steps)
+          bar.initial = bar.n = bar.last_print_n = done
+      s = done
       is_ckpt = manager is not None and checkpoint_every and done % checkpoint_every == 0
       if done % log_every == 0 or done == num_steps or is_ckpt:
         flush()
