@@ -171,12 +171,18 @@ def write(results: Results, workdir: str, *, config: Any, command: str, wall_tim
       "rows": [dataclasses.asdict(r) for r in results.rows],
       "plots": [plot_link(p, workdir) for p in results.plots],
   }
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(record, f, indent=2, sort_keys=False)
-  md = to_markdown(results, title=title, command=command, machine=machine, wall_time_s=wall_time_s,
-                   workdir=workdir)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(md)
+  jax = sys.modules.get("jax")                 # several processes (jax.distributed): only process 0 writes
+  index, count = (jax.process_index(), jax.process_count()) if jax is not None else (0, 1)
+  if index == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(record, f, indent=2, sort_keys=False)
+    md = to_markdown(results, title=title, command=command, machine=machine, wall_time_s=wall_time_s,
+                     workdir=workdir)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(md)
+  if count > 1:                                # the others return once the files exist
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("research.report.write")
   return record
 
 

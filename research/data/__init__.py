@@ -156,12 +156,27 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
   return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def batch_fn(arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, *, drop_remainder: bool = True
+def _process_info(index: int | None, count: int | None) -> tuple[int, int]:
+  """``(process index, process count)``: the arguments, else JAX's (0, 1 when JAX is not in use)."""
+  if index is None or count is None:
+    import jax
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+  if not 0 <= index < count:
+    raise ValueError(f"process_index must be in 0..{count - 1}, got {index}")
+  return int(index), int(count)
+
+
+def batch_fn(arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, *, drop_remainder: bool = True,
+             process_index: int | None = None, process_count: int | None = None
              ) -> Callable[[int], dict[str, np.ndarray]]:
   """A deterministic ``step -> batch`` function over epochs of seeded random permutations.
 
   The batch of step ``s`` depends only on ``(arrays, batch_size, seed, s)``, so a resumed run sees exactly
-  the batches an uninterrupted run would.
+  the batches an uninterrupted run would. ``batch_size`` is the *global* batch ``B``; in a run of ``P``
+  processes (``jax.distributed``) process ``p`` gets only its rows ``[p B/P, (p+1) B/P)`` of it
+  (``process_index``/``process_count`` default to JAX's, read at the first call), which is what
+  ``research.train.fit`` expects from a callable marked ``process_local`` (this one is).
   """
   arrays = {k: np.asarray(v) for k, v in arrays.items()}
   sizes = {len(v) for v in arrays.values()}
@@ -172,6 +187,7 @@ def batch_fn(arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, *, dr
     raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} examples)")
   per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
   cache: dict[int, np.ndarray] = {}
+  procs: list[int] = []
 
   def get(step: int) -> dict[str, np.ndarray]:
     epoch, i = divmod(int(step), per_epoch)
@@ -179,7 +195,17 @@ def batch_fn(arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, *, dr
       cache.clear()
       cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
     idx = cache[epoch][i * batch_size:(i + 1) * batch_size]
+    if not procs:
+      procs.extend(_process_info(process_index, process_count))
+    p, count = procs
+    if count > 1:
+      if len(idx) % count:
+        raise ValueError(f"The batch of step {step} has {len(idx)} rows, which do not split over {count} processes; "
+                         "use a batch size divisible by the number of processes and drop_remainder=True.")
+      local = len(idx) // count
+      idx = idx[p * local:(p + 1) * local]
     return {k: v[idx] for k, v in arrays.items()}
 
   get.steps_per_epoch = per_epoch  # type: ignore[attr-defined]
+  get.process_local = True  # type: ignore[attr-defined]
   return get

@@ -15,6 +15,7 @@ not applied, and the last good checkpoint is kept.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable, Iterable
 
@@ -26,7 +27,10 @@ import optax
 
 from research.report import MetricLogger
 from research.train import checkpoint as ckpt_lib
-from research.train.sharding import make_mesh, replicate, shard_batch
+from research.train.records import drop_records_after
+from research.train import distributed
+from research.train.fsdp import place_state, state_shardings
+from research.train.sharding import make_mesh, replicated_sharding, shard_batch
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -144,28 +148,36 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
   if log_every < 1:
     raise ValueError(f"log_every must be >= 1, got {log_every}")
   mesh = mesh or make_mesh()
-  logger = MetricLogger(workdir, prefix=run_name)
+  logger = MetricLogger(workdir if distributed.is_main_process() else None, prefix=run_name)  # process 0 logs
   manager = None
   if workdir is not None:
     ckpt_dir = os.path.join(workdir, "checkpoints", run_name) if run_name else os.path.join(workdir, "checkpoints")
     manager = ckpt_lib.Checkpointer(ckpt_dir, keep=keep_checkpoints)
-    restored = manager.restore_latest(state)
+    restored = manager.restore_latest(place_state(state, mesh))   # every process restores its own shards
     if restored is not None:
       state = restored
-  # A private, replicated copy: the jitted step donates its input state, and the caller's arrays stay valid.
-  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, replicate(state, mesh))
+      resumed_at = int(np.asarray(jax.device_get(state.step)))
+      print(f"[{desc}] resumed from step {resumed_at}", file=sys.stderr, flush=True)
+      if logger.path:          # records a killed run logged after its last checkpoint are re-trained now
+        drop_records_after(logger.path, [run_name or None], resumed_at)
+  # A private copy, replicated (or FSDP-sharded on a (data, fsdp) mesh): the jitted step donates its input
+  # state, and the caller's arrays stay valid.
+  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, place_state(state, mesh))
   start = int(state.step)
   get_batch = batches if callable(batches) else None
   iterator = None if callable(batches) else iter(batches)
-  step_fn = jax.jit(make_train_step(loss_fn, accum_steps), donate_argnums=(0,))
+  step_fn = jax.jit(make_train_step(loss_fn, accum_steps), donate_argnums=(0,),
+                    out_shardings=(state_shardings(state, mesh), replicated_sharding(mesh)))
+  # Several processes: each places only its rows of the global batch (batch_fn's batches are already those).
+  local = jax.process_count() == 1 or getattr(batches, "process_local", False)
 
   history: list[dict] = []
   pending: list[tuple[int, dict]] = []
   examples, t0 = 0, time.perf_counter()
   bar = None
-  if progress and num_steps > start:
+  if progress and num_steps > start and distributed.is_main_process():
     from tqdm.auto import tqdm
-    bar = tqdm(total=num_steps, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+    bar = tqdm(total=num_steps, initial=start, desc=f"{desc} (compiling)", dynamic_ncols=True, leave=False,
                disable=os.environ.get("RESEARCH_NO_PROGRESS") == "1")
 
   def flush(step_done: int) -> None:
@@ -203,12 +215,18 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
   try:
     for s in range(start, num_steps):
       batch = get_batch(s) if get_batch is not None else next(iterator)
-      examples += _batch_size(batch)
+      if not local:
+        batch = jax.tree.map(lambda x: np.asarray(x)[distributed.process_slice(len(x))], batch)
+      examples += _batch_size(batch) * jax.process_count()
       state, metrics = step_fn(state, shard_batch(batch, mesh))
       pending.append((s + 1, metrics))
       done = s + 1
       if bar is not None:
         bar.update(1)
+        if s == start:  # the first step includes jit compilation: restart the clock so the ETA excludes it
+          bar.reset(total=num_steps)
+          bar.initial = bar.n = bar.last_print_n = done
+          bar.set_description(desc)
       is_ckpt = manager is not None and checkpoint_every and done % checkpoint_every == 0
       if done % log_every == 0 or done == num_steps or is_ckpt:
         flush(done)
@@ -226,4 +244,5 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
       bar.close()
     if manager is not None:
       manager.close()
+    logger.close()
   return state, history

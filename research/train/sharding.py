@@ -7,6 +7,7 @@ inserts the gradient all-reduce. Results do not depend on the number of devices 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Any, Sequence
 
@@ -15,25 +16,19 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
 
 
 def maybe_initialize_distributed() -> bool:
-  """Calls ``jax.distributed.initialize()`` when launched on several hosts; returns whether it did.
+  """Calls ``jax.distributed.initialize`` when launched as several processes; returns whether it did.
 
-  Multi-host launches are recognised by the standard variables (``JAX_COORDINATOR_ADDRESS``, or a SLURM /
-  Open MPI job with more than one task). Single-host runs are untouched.
+  Multi-process launches are recognised by ``JAX_COORDINATOR_ADDRESS`` (+ ``JAX_NUM_PROCESSES``,
+  ``JAX_PROCESS_ID``; set by ``experiments.launch``), or a SLURM / Open MPI job with more than one task; see
+  :mod:`research.train.distributed` (gloo collectives on CPU, bounded wait for the coordinator).
+  Single-process runs are untouched.
   """
-  multi = bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
-  for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-    try:
-      multi |= int(os.environ.get(var, "1")) > 1
-    except ValueError:
-      pass
-  if multi and not getattr(maybe_initialize_distributed, "_done", False):
-    jax.distributed.initialize()
-    maybe_initialize_distributed._done = True  # type: ignore[attr-defined]
-    return True
-  return False
+  from research.train import distributed
+  return distributed.initialize()
 
 
 def set_cpu_devices(n: int) -> bool:
@@ -59,24 +54,45 @@ def set_cpu_devices(n: int) -> bool:
   return True
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices of all processes)."""
+def make_mesh(devices: Sequence[jax.Device] | None = None, fsdp: int = 1) -> Mesh:
+  """A mesh over ``devices`` (default: all devices of all processes).
+
+  ``fsdp = 1``: 1-D, axis ``"data"`` (parameters replicated). ``fsdp > 1``: 2-D ``("data", "fsdp")`` of shape
+  ``(n / fsdp, fsdp)``, along which :func:`research.train.fsdp.place_state` shards parameters and optimizer
+  state; the batch is sharded over both axes.
+  """
   devices = list(jax.devices() if devices is None else devices)
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  if fsdp == 1:
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+  if fsdp < 1 or len(devices) % fsdp:
+    raise ValueError(f"mesh.fsdp={fsdp} must be a positive divisor of the number of devices ({len(devices)}).")
+  return Mesh(np.asarray(devices).reshape(len(devices) // fsdp, fsdp), (DATA_AXIS, FSDP_AXIS))
+
+
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+  """The mesh axes the batch's leading axis is sharded over: ``("data",)`` or ``("data", "fsdp")``."""
+  return tuple(a for a in (DATA_AXIS, FSDP_AXIS) if a in mesh.axis_names)
 
 
 def num_data_shards(mesh: Mesh) -> int:
-  return mesh.shape[DATA_AXIS]
+  return int(np.prod([mesh.shape[a] for a in batch_axes(mesh)]))
 
 
 def global_batch_size(batch_size: int, mesh: Mesh | None = None) -> int:
-  """Rounds ``batch_size`` up to a multiple of the number of data shards."""
+  """Rounds ``batch_size`` up to a multiple of the number of data shards, printing a line when it changes."""
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
   n = num_data_shards(mesh or make_mesh())
-  return -(-batch_size // n) * n
+  rounded = -(-int(batch_size) // n) * n
+  if rounded != batch_size and jax.process_index() == 0:
+    print(f"[research.train] batch_size {batch_size} rounded up to {rounded}, a multiple of the {n} devices "
+          f"(pass a multiple of {n} to keep it)", file=sys.stderr, flush=True)
+  return rounded
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA_AXIS))
+  axes = batch_axes(mesh)
+  return NamedSharding(mesh, P(axes[0] if len(axes) == 1 else axes))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
