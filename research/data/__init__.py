@@ -178,6 +178,10 @@ def batch_fn(arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, *, dr
   (``process_index``/``process_count`` default to JAX's, read at the first call), which is what
   ``research.train.fit`` expects from a callable marked ``process_local`` (this one is).
   """
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+  if not arrays:
+    raise ValueError("batch_fn needs at least one array, got an empty mapping")
   arrays = {k: np.asarray(v) for k, v in arrays.items()}
   sizes = {len(v) for v in arrays.values()}
   if len(sizes) != 1:

@@ -683,11 +683,18 @@ def knn(x, k: int, metric: str = "sqeuclidean", exclude_self: bool = True, *,
 def k_occurrence(idx, n: int) -> jnp.ndarray:
   """N_k: how often each of the ``n`` reference points occurs in the neighbour lists ``idx`` [Q, k].
 
-  Entries < 0 are ignored (padding). sum(N_k) = Q * k for valid lists.
+  Entries < 0 are ignored (padding). sum(N_k) = Q * k for valid lists. Indices must be integers < n:
+  concrete (eager) input with an index >= n raises ``ValueError``; under ``jit`` such an index cannot be
+  reported and is dropped like padding (check ``N_k.sum() == Q * k`` when that matters).
   """
   idx = jnp.asarray(idx)
   if idx.ndim != 2:
     raise ValueError(f"idx must be [num_queries, k]; got shape {tuple(idx.shape)}.")
+  if not jnp.issubdtype(idx.dtype, jnp.integer):
+    raise TypeError(f"idx must hold integer neighbour indices, got dtype {idx.dtype}.")
+  if not isinstance(idx, jax.core.Tracer) and idx.size and int(idx.max()) >= n:
+    raise ValueError(f"idx holds index {int(idx.max())} >= n = {n}: pass n = the number of reference points the "
+                     "neighbour lists index into.")
   flat = idx.reshape(-1)
   valid = (flat >= 0) & (flat < n)
   return jnp.zeros((n,), jnp.int32).at[jnp.where(valid, flat, 0)].add(valid.astype(jnp.int32))

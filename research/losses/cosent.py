@@ -18,11 +18,18 @@ Two implementations with the same value and gradient:
 
 Masking uses -inf with ``where`` and a logsumexp that always contains the finite 0, so gradients stay
 finite even when every entry is masked (no -1e12 offsets, which float16 cannot represent).
+
+Bad input: shapes are checked at trace time (``ValueError``); concrete (eager) scores or labels that hold
+NaN/inf raise ``ValueError``; under ``jit`` a non-finite score or label makes the loss NaN (a NaN label would
+otherwise fall out of every ``y_p < y_q`` comparison and leave a finite, wrong loss), so the training loop's
+non-finite guard stops the run at that step.
 """
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["cosent_loss", "cosent_cosine_loss", "cosent_logit_loss", "pair_cosines", "cosent_brute_force",
            "validate_scores_labels"]
@@ -33,15 +40,25 @@ LOGIT_CLIP = 1e6
 
 
 def validate_scores_labels(scores, labels) -> None:
-  """Raises ValueError unless scores and labels are 1-D arrays of the same length (checked at trace time)."""
+  """Raises ValueError unless scores and labels are 1-D arrays of the same length (checked at trace time),
+  and, for concrete (non-traced) arrays, unless every score and label is finite."""
   s, y = jnp.shape(scores), jnp.shape(labels)
-  if len(s) != 1 or len(y) != 1:
+  try:
+    chex.assert_rank([scores, labels], 1)
+  except AssertionError:
     raise ValueError(f"CoSENT expects 1-D scores and labels (one per labelled pair); got shapes {s} and {y}. "
-                     "Flatten a [B, 1] logit with logits[:, 0].")
+                     "Flatten a [B, 1] logit with logits[:, 0].") from None
   if s[0] != y[0]:
     raise ValueError(f"CoSENT: {s[0]} scores but {y[0]} labels; every labelled pair needs exactly one score")
   if s[0] == 0:
     raise ValueError("CoSENT: empty batch (0 pairs)")
+  for name, x in (("scores", scores), ("labels", labels)):
+    if not isinstance(x, jax.core.Tracer):
+      a = np.asarray(x)
+      if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = np.flatnonzero(~np.isfinite(a))
+        raise ValueError(f"CoSENT: {name} hold NaN/inf at positions {bad[:5].tolist()}; drop or fix those pairs "
+                         "(a NaN label would silently fall out of every comparison)")
 
 
 def _pairwise(s, y):
@@ -71,7 +88,7 @@ def cosent_loss(scores, labels, *, scale: float = 1.0, impl: str = "sorted", cli
     impl: "sorted" (O(B log B)) or "pairwise" (O(B^2)); equal in value and gradient.
     clip: if given, scores are clipped to [-clip, clip] first (the reference clips logits to +-1e6).
   Returns:
-    scalar loss (float32 at least).
+    scalar loss (float32 at least); NaN under ``jit`` when a score or label is NaN/inf (eager calls raise).
   """
   validate_scores_labels(scores, labels)
   if impl not in ("sorted", "pairwise"):
@@ -84,7 +101,9 @@ def cosent_loss(scores, labels, *, scale: float = 1.0, impl: str = "sorted", cli
     s = jnp.clip(s, -clip, clip)
   s = s * scale
   y = jnp.asarray(labels)
-  return _sorted(s, y) if impl == "sorted" else _pairwise(s, y)
+  loss = _sorted(s, y) if impl == "sorted" else _pairwise(s, y)
+  finite = jnp.isfinite(s).all() & jnp.isfinite(y).all()  # traced NaN/inf input: NaN, never a finite wrong loss
+  return jnp.where(finite, loss, jnp.nan)
 
 
 def cosent_logit_loss(logits, labels, *, scale: float = LOGIT_SCALE, impl: str = "sorted",

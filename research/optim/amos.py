@@ -25,13 +25,15 @@ Hyperparameter guidance (from the official docstrings):
 
 Slots ``v`` and ``b`` are kept in at least float32 (float64 for float64 parameters) even for bfloat16 /
 float16 parameters, because ``epsilon = 2^-125`` underflows in half precision; the update is computed in
-that precision and cast to the gradient's dtype.
+that precision and cast to the gradient's dtype. Integer parameters or gradients raise ``TypeError`` (at
+``init`` / trace time): cast to their dtype, Amos' update of an int32 leaf would be all zeros.
 """
 from __future__ import annotations
 
 import numbers
 from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,6 +103,16 @@ def slot_shape(name: Tuple[str, ...], shape: Shape, shape_fn: Optional[ParamsFn]
         "it must be () (one scalar per tensor) or have the same rank with every axis equal to the "
         "parameter's or to 1, e.g. (1, shape[-1]) for a kernel.")
   return s
+
+
+def _check_floating(x, name: Tuple[str, ...], what: str) -> None:
+  """TypeError unless ``x`` has a floating dtype (an int32 leaf would get all-zero updates after the cast)."""
+  try:
+    chex.assert_type(x, float)
+  except AssertionError:
+    raise TypeError(f"Amos needs floating-point {what}; {'/'.join(name) or 'the leaf'!r} has dtype "
+                    f"{jnp.result_type(x)}. Cast it (jax.tree.map(lambda x: x.astype(jnp.float32), params)) or keep "
+                    "it out of the optimizer (optax.masked / optax.set_to_zero).") from None
 
 
 def _slot_dtype(dtype) -> jnp.dtype:
@@ -177,6 +189,7 @@ def _scale_by_amos(learning_rate, eta_fn, shape_fn, beta, extra_l2, d_coef, c_co
     vs = []
     for path, theta in leaves:
       name = path_names(path)
+      _check_floating(theta, name, "parameters")
       s = slot_shape(name, jnp.shape(theta), shape_fn)
       vs.append(jnp.zeros(s, dtype=_slot_dtype(jnp.result_type(theta))))
     v = jax.tree_util.tree_unflatten(treedef, vs)
@@ -205,6 +218,7 @@ def _scale_by_amos(learning_rate, eta_fn, shape_fn, beta, extra_l2, d_coef, c_co
     new_u, new_v, new_b = [], [], []
     for (path, theta), grad, v, b in zip(p_leaves, g_leaves, v_leaves, b_leaves):
       name = path_names(path)
+      _check_floating(grad, name, "gradients")
       if v.shape and v.ndim != grad.ndim:
         raise ValueError(f"Amos state slot for {'/'.join(name)!r} has shape {v.shape}, which does not "
                          f"match the gradient of shape {grad.shape}; was the state built for other params?")
