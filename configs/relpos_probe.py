@@ -53,7 +53,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   p = cfg.probe = ml_collections.ConfigDict()
   p.rows = ("all",)                 # names from experiments/relpos_probe.py PROBE_ROWS, or ["all"]
   p.ns = (8, 32, 128)
-  p.seeds = (0, 1)
+  p.seeds = (0, 1, 2)               # one population per (row, n); run s starts from fold_in(key(seed), s)
   p.steps = 1500
   p.lr = 1e-3
   p.num_layers = 2
@@ -64,8 +64,6 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   p.urpe_max_distance = 16
   p.shaw_max_distance = 16
   p.tie_tol = 1e-3
-  p.cache_dir = ""                 # non-empty: per-(row, n) result cache shared by parallel processes
-  p.cache_only = False             # with cache_dir: assemble the table from cached entries only
 
   m = cfg.pretrain = ml_collections.ConfigDict()
   m.arms = ("std_softmax", "std_l2", "std_l2_shrunk", "gau_softmax", "gau_l2")
@@ -81,7 +79,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   m.eval_batches = 8
   m.lr = 2e-3
   m.shrink_factor = 0.0            # <= 0: seq_len ** -0.25 (spec 03 §3.8 default)
-  m.seeds = (0, 1)
+  m.seeds = (0, 1, 2)
 
   b = cfg.bench = ml_collections.ConfigDict()
   b.entries = tuple(BENCH_ENTRIES)
@@ -115,7 +113,6 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   elif variant == "quick":
     p.rows = tuple(QUICK_ROWS)
     p.ns = (32,)
-    p.seeds = (0,)
     p.steps = 800
   elif variant == "table":
     pass

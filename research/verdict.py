@@ -243,3 +243,30 @@ def measured(samples: Sequence[float] | np.ndarray | None = None, reason: str = 
   """A quantity reported without a published counterpart."""
   iv = interval(samples) if samples is not None else None
   return Assessment(Verdict.MEASURED, iv, reason)
+
+
+def row(name: str, published: str, assessment: Assessment, *, measured: str | None = None, note: str = ""):
+  """A :class:`research.report.Row` for an assessment: its verdict, its interval (or ``measured``), its reason."""
+  from research.report import Row
+  reason = assessment.reason if not note else f"{note}; {assessment.reason}"
+  return Row(name=name, published=published, measured=measured if measured is not None else assessment.measured,
+             verdict=str(assessment.verdict), note=reason)
+
+
+def combine(assessments: Sequence[Assessment]) -> Verdict:
+  """One verdict for several settings of one claim (e.g. several sequence lengths).
+
+  Differs if any setting differs; agrees if all agree; not learned if none learned; else inconclusive.
+  """
+  vs = [a.verdict for a in assessments]
+  if not vs:
+    raise ValueError("combine needs at least one assessment")
+  if Verdict.DIFFERS in vs:
+    return Verdict.DIFFERS
+  if all(v is Verdict.AGREES for v in vs):
+    return Verdict.AGREES
+  if all(v is Verdict.NOT_LEARNED for v in vs):
+    return Verdict.NOT_LEARNED
+  if all(v is Verdict.MEASURED for v in vs):
+    return Verdict.MEASURED
+  return Verdict.INCONCLUSIVE

@@ -44,13 +44,21 @@ def test_theory_bounds_and_tie_aware_accuracy():
 
 
 def test_verdicts_and_rows():
-  from experiments import relpos_probe as E
-  assert E._verdict("fails", 8, np.full(2, math.log(8)), np.full(2, 1 / 8))[0] == "agrees (exact)"
-  assert E._verdict("fails", 8, np.full(2, 1.0), np.full(2, 0.5))[0] == "DISAGREES"
-  assert E._verdict("passes", 8, np.zeros(2), np.ones(2))[0] == "agrees"
-  assert E._verdict("capped", 8, np.full(2, math.log(2)), np.full(2, 0.5))[0] == "agrees (exact)"
-  assert E._verdict("capped", 8, np.zeros(2), np.ones(2))[0] == "DISAGREES"
-  expected = {r: v[5] for r, v in E.PROBE_ROWS.items()}
+  from experiments.relpos_probe import grid, tables
+  from research.verdict import Verdict
+  ln8, three = math.log(8), np.ones(3)
+  assert tables.probe_assessment("fails", 8, ln8 * three, three / 8).verdict is Verdict.AGREES
+  assert tables.probe_assessment("fails", 8, three, 0.5 * three).verdict is Verdict.DIFFERS
+  assert tables.probe_assessment("passes", 8, 0 * three, three).verdict is Verdict.AGREES
+  assert tables.probe_assessment("passes", 8, three, np.array([1, 7 / 8, 6 / 8])).verdict is Verdict.INCONCLUSIVE
+  assert tables.probe_assessment("passes", 8, three, np.full(3, 6 / 8)).verdict is Verdict.DIFFERS
+  # a capped row that never left 1/n has not learned: it says nothing about the cap (was "agrees")
+  assert tables.probe_assessment("capped", 128, math.log(128) * three, three / 128).verdict is Verdict.NOT_LEARNED
+  assert tables.probe_assessment("capped", 8, math.log(2) * three, 0.5 * three).verdict is Verdict.AGREES
+  assert tables.probe_assessment("capped", 8, 0 * three, three).verdict is Verdict.DIFFERS
+  # one seed can show a theorem's exact test but never that a model learned
+  assert tables.probe_assessment("passes", 8, np.zeros(1), np.ones(1)).verdict is Verdict.INCONCLUSIVE
+  expected = {r: v.expected for r, v in grid.PROBE_ROWS.items()}
   for pe in ("none", "rope", "t5_bias", "alibi_sym", "alibi_asym", "transformer_xl"):
     assert expected[f"{pe}_softmax_bi"] == "fails"
   assert expected["rope_softmax_causal"] == "fails" and expected["rope_softmax_bi_clssep"] == "passes"
@@ -66,22 +74,35 @@ def test_smoke_end_to_end(tmp_path):
   assert m["probe_rope_l2_bi_n8_acc"] > 0.5                # l2 escapes the defect
   assert "pretrain_std_softmax_val_acc" in m
   assert (tmp_path / "probe_accuracy.png").exists() and (tmp_path / "pretrain_curves.png").exists()
+  # a re-run resumes every population from its checkpoint: same records, same numbers
+  before = (tmp_path / "metrics.jsonl").read_text()
+  again = run_experiment("relpos_probe.py", "smoke", tmp_path)
+  assert (tmp_path / "metrics.jsonl").read_text() == before
+  assert again["metrics"]["probe_rope_l2_bi_n8_acc"] == m["probe_rope_l2_bi_n8_acc"]
 
 
 def test_pretrain_rows_steps_to_loss_and_protocol_note():
   import ml_collections
 
   from configs.relpos_probe import get_config
-  from experiments import relpos_probe as E
+  from experiments.relpos_probe import tables
   from research.report import Results
-  pc = get_config("pretrain").pretrain
-  curve = lambda losses: [{"step": 150 * (i + 1), "val_loss": v, "val_acc": 1 - v / 4, "val_acc_seeds": [1 - v / 4]}
-                          for i, v in enumerate(losses)]
+  pc = ml_collections.ConfigDict(get_config("pretrain").pretrain)
+  steps = np.array([150, 300, 450])
+  def curve(losses):   # three seeds, shifted a little
+    vl = np.array([[v + 0.01 * s for v in losses] for s in range(3)])
+    return {"step": steps, "val_loss": vl, "val_acc": 1 - vl / 4}
   curves = {"gau_softmax": curve([3.0, 2.0, 1.5]), "gau_l2": curve([3.0, 1.4, 1.2])}
   res = Results()
-  E._pretrain_rows(ml_collections.ConfigDict(pc), curves, res)
-  assert res.metrics["pretrain_fixed_loss"] == 1.5
+  tables.pretrain_rows(pc, curves, 0.15, res)
+  assert res.metrics["pretrain_fixed_loss"] == pytest.approx(1.52)
   assert res.metrics["pretrain_gau_l2_steps_to_loss"] == 300 and res.metrics["pretrain_gau_softmax_steps_to_loss"] == 450
   rows = {r.name.split(":")[0]: r for r in res.rows}
-  assert rows["MLM steps to val loss 1.5000"].verdict == "agrees"
-  assert rows["pretrain protocol vs spec 03 6.4"].verdict == "cut down (CPU)"
+  assert rows["MLM steps to val loss 1.5200"].verdict == "agrees"
+  assert rows["MLM val acc"].verdict == "agrees" and "(n=3)" in rows["MLM val acc"].measured
+  assert rows["pretrain protocol vs spec 03 6.4"].verdict == "measured"
+  # below the majority-class accuracy nothing is compared
+  res = Results()
+  low = {k: dict(c, val_acc=np.full((3, 3), 0.1)) for k, c in curves.items()}
+  tables.pretrain_rows(pc, low, 0.15, res)
+  assert {r.name.split(":")[0]: r for r in res.rows}["MLM val acc"].verdict == "not learned"

@@ -110,3 +110,14 @@ def test_exact_and_measured():
   m = V.measured([1.0, 2.0, 3.0])
   assert m.verdict is Verdict.MEASURED and "(n=3)" in m.measured
   assert str(Verdict.NOT_LEARNED) == "not learned"
+
+
+def test_combine_and_row():
+  ag, df, nl, inc = (V.exact(True, "t"), V.exact(False, "t"), V.learned([0.1, 0.1, 0.1], 0.5),
+                     V.compare([1, 2], [1, 2], claim="greater"))
+  assert V.combine([ag, ag]) is Verdict.AGREES
+  assert V.combine([ag, df, nl]) is Verdict.DIFFERS
+  assert V.combine([nl, nl]) is Verdict.NOT_LEARNED
+  assert V.combine([ag, nl]) is Verdict.INCONCLUSIVE and V.combine([ag, inc]) is Verdict.INCONCLUSIVE
+  r = V.row("q", "p", V.compare([2, 3, 4], [1, 2, 3], claim="greater"), note="n=8")
+  assert r.verdict == "agrees" and r.measured.endswith("(n=3)") and r.note.startswith("n=8; ")

@@ -340,10 +340,12 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       state, alive, metrics = step_fn(state, alive, _put(batch, mesh, batch_axis + 1), args)
       pending.append((done, metrics))
       if bar is not None:
-        bar.update(done - s)
         if s == start:     # the first call includes jit compilation: restart the clock so the ETA excludes it
           bar.reset(total=num_steps)
           bar.initial = bar.n = bar.last_print_n = done
+          bar.refresh()
+        else:
+          bar.update(done - s)
       s = done
       is_ckpt = manager is not None and checkpoint_every and done % checkpoint_every == 0
       if done % log_every == 0 or done == num_steps or is_ckpt:

@@ -37,3 +37,29 @@ def drop_records_after(path: str, runs: Iterable[str | None], step: int) -> int:
       f.writelines(kept)
     os.replace(tmp, path)
   return dropped
+
+
+def read_records(path: str, runs: Iterable[str | None] | None = None) -> list[dict]:
+  """The records of ``metrics.jsonl`` (of ``runs`` only, when given), in file order; [] if there is none."""
+  if not os.path.exists(path):
+    return []
+  ids = None if runs is None else set(runs)
+  out = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if ids is None or rec.get("run") in ids:
+        out.append(rec)
+  return out
+
+
+def curves(records: Iterable[dict], key: str = "loss") -> dict[str | None, tuple[list[int], list[float]]]:
+  """``run -> (steps, values)`` of ``key`` from records, sorted by step (the whole curve, across resumes)."""
+  by_run: dict[str | None, dict[int, float]] = {}
+  for r in records:
+    if key in r:
+      by_run.setdefault(r.get("run"), {})[int(r["step"])] = float(r[key])
+  return {run: (sorted(d), [d[s] for s in sorted(d)]) for run, d in by_run.items()}
