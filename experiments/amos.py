@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Dict
 
@@ -152,8 +153,12 @@ def _report_arms(task: str, c, curves, finals, states, res: Results, workdir: st
     if v.shape[1] > 1:
       ax.fill_between(curves[arm]["steps"], v.min(1), v.max(1), alpha=0.2)
   ax.axhline(target, color="k", ls=":", lw=1, label="AdamW final")
+  # Every point shown (the first evaluation is several times the final loss): log scale keeps the end legible.
   lo = min(np.array(curves[a]["val_loss"]).min() for a in arms)
-  ax.set_ylim(lo * 0.95, max(target * 2.0, lo * 1.5))
+  hi = max(np.array(curves[a]["val_loss"]).max() for a in arms)
+  ax.set_yscale("log")
+  ax.set_ylim(lo * 0.95, hi * 1.05)
+  ax.set_xlim(left=0)
   ax.set_xlabel("step"); ax.set_ylabel("validation loss"); ax.set_title(f"{task}: validation loss ({c.seeds} seeds)")
   ax.legend(); fig.tight_layout()
   path = os.path.join(workdir, f"{task}_val_loss.png")
@@ -412,6 +417,8 @@ def run(config, workdir: str) -> Results:
     unknown = set(cases) - set(amos_oracle.ORACLE_CASES)
     if unknown:
       raise ValueError(f"Unknown oracle case(s) {sorted(unknown)}; valid: {sorted(amos_oracle.ORACLE_CASES)}")
+    print(f"[amos] oracle: {len(cases)} case(s) x {config.oracle.steps} steps against jestimator ...", file=sys.stderr,
+          flush=True)
     found = amos_oracle.oracle_diffs(cases, config.oracle.steps)
     diffs = {k: v["max_abs_diff"] for k, v in found.items()} if found is not None else {}
     if diffs:

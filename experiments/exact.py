@@ -397,8 +397,8 @@ def run_tabular(cfg, workdir, res: Results):
     pubs = [PUBLISHED_TABULAR.get(name, {}).get(m, np.nan) for m in ms]
     ax.plot(range(len(ms)), pubs, "r_", ms=18, mew=2, label="published")
     ax.set_xticks(range(len(ms))); ax.set_xticklabels(ms, rotation=45, ha="right", fontsize=8)
-    lo = min(min(v[0] for v in s.values()), np.nanmin(pubs)) - 3
-    ax.set_ylim(lo, 100.5); ax.set_title(f"{name}: test accuracy (%)"); ax.legend(fontsize=7)
+    ax.bar_label(ax.containers[-1], fmt="%.1f", fontsize=7)   # bars start at 0; the labels carry the differences
+    ax.set_ylim(0, 100.5); ax.set_title(f"{name}: test accuracy (%)"); ax.legend(fontsize=7)
   fig.tight_layout()
   path = os.path.join(workdir, "tabular.png"); fig.savefig(path, dpi=110); plt.close(fig)
   res.plots.append(path)

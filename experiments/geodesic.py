@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import jax
@@ -501,8 +502,10 @@ def run(config, workdir: str) -> Results:
     if part not in PARTS:
       raise ValueError(f"unknown part {part!r}; valid: {sorted(PARTS)}")
     t = time.perf_counter()
+    print(f"[geodesic] {part} ...", file=sys.stderr, flush=True)
     PARTS[part](config, workdir, res)
     res.add(f"{part}_seconds", time.perf_counter() - t)
+    print(f"[geodesic] {part} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
   res.notes.append(
       "The article (kexue 9368) publishes no numbers; the 'published' column states its qualitative claim "
       "(geodesic fixes far distances), tested against the base distance measured in the same run. Graphs are "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import jax
@@ -29,10 +30,13 @@ def run(config, workdir: str) -> Results:
   if unknown:
     raise ValueError(f"Unknown sections {sorted(unknown)}; valid: table, classify, bench.")
   if "table" in sections:
+    print(f"[perturb_max] table ...", file=sys.stderr, flush=True)
     _table(config, res, workdir)
   if "classify" in sections:
+    print(f"[perturb_max] classify ...", file=sys.stderr, flush=True)
     _classify(config, res, workdir)
   if "bench" in sections:
+    print(f"[perturb_max] bench ...", file=sys.stderr, flush=True)
     _bench(config, res, workdir)
   return res
 
@@ -274,6 +278,7 @@ def _classify(config, res: Results, workdir: str) -> None:
 
     apply = jax.jit(model.apply)
     for seed in range(int(c.seeds)):
+      print(f"[perturb_max] classify: {arm} head, seed {seed}, {int(c.num_steps)} steps", file=sys.stderr, flush=True)
       params = model.init(jax.random.key(seed), xtr[:1])
       tx = optax.adam(float(c.learning_rate))
       state = train.TrainState.create(params=params, tx=tx, rng=jax.random.key(seed))
@@ -337,7 +342,7 @@ def _classify(config, res: Results, workdir: str) -> None:
   m = [np.mean(results[a]["acc"]) * 100 for a in arms]
   s = [(np.std(results[a]["acc"], ddof=1) if k > 1 else 0) * 100 for a in arms]
   ax.bar(arms, m, yerr=s, capsize=4, color=["C0"] + ["C1"] * (len(arms) - 1))
-  ax.set_ylim(min(m) - 3, max(m) + 2); ax.set_ylabel("test accuracy (%)")
+  ax.bar_label(ax.containers[-1], fmt="%.1f", fontsize=8); ax.set_ylim(0, 100); ax.set_ylabel("test accuracy (%)")
   ax.set_title("Fashion-MNIST CNN: softmax vs Perturb-Max heads")
   plt.setp(ax.get_xticklabels(), rotation=20)
   fig.tight_layout()
