@@ -49,9 +49,13 @@ def process_env(process_id: int, num_processes: int, port: int, devices_per_proc
   flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
   if devices_per_process > 0:
     flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
-  env.update({"JAX_COORDINATOR_ADDRESS": f"{LOCALHOST}:{port}", "JAX_NUM_PROCESSES": str(num_processes),
-              "JAX_PROCESS_ID": str(process_id), "XLA_FLAGS": " ".join(flags),
-              "RESEARCH_DIST_TIMEOUT": str(int(timeout_s)), "PYTHONUNBUFFERED": "1"})
+  env.update({"XLA_FLAGS": " ".join(flags), "PYTHONUNBUFFERED": "1"})
+  if num_processes > 1:
+    env.update({"JAX_COORDINATOR_ADDRESS": f"{LOCALHOST}:{port}", "JAX_NUM_PROCESSES": str(num_processes),
+                "JAX_PROCESS_ID": str(process_id), "RESEARCH_DIST_TIMEOUT": str(int(timeout_s))})
+  else:                                        # one process: a plain run, no coordinator
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+      env.pop(var, None)
   env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   if num_processes > 1 and process_id > 0:
     env.setdefault("RESEARCH_NO_PROGRESS", "1")
@@ -60,22 +64,27 @@ def process_env(process_id: int, num_processes: int, port: int, devices_per_proc
 
 def launch(command: Sequence[str], processes: int, devices_per_process: int = 4, *, port: int = 0,
            timeout_s: int = 120, wall_limit_s: float | None = None, quiet_others: bool = False,
-           env: dict | None = None) -> int:
+           log_prefix: str | None = None, env: dict | None = None) -> int:
   """Runs ``command`` (an argv list) as ``processes`` processes of one JAX job; returns the job's exit status.
 
   ``port = 0`` picks a free port. ``timeout_s`` bounds each process's wait for the coordinator and the
   others. ``wall_limit_s`` (optional) stops the whole job after that many seconds (status 124).
-  ``quiet_others`` sends the output of processes 1.. to ``/dev/null``. The first process to fail stops the
-  others; its status is returned.
+  ``quiet_others`` sends the output of processes 1.. to ``/dev/null``; ``log_prefix`` sends process ``i``'s
+  output to ``{log_prefix}.{i}.log`` instead. The first process to fail stops the others; its status is
+  returned.
   """
   if processes < 1:
     raise ValueError(f"--processes must be >= 1, got {processes}")
   if devices_per_process < 0:
     raise ValueError(f"--devices_per_process must be >= 0 (0: leave XLA_FLAGS alone), got {devices_per_process}")
   port = port or free_port()
-  procs = []
+  procs, logs = [], []
   for i in range(processes):
     out = subprocess.DEVNULL if (quiet_others and i > 0) else None
+    if log_prefix is not None:
+      os.makedirs(os.path.dirname(os.path.abspath(log_prefix)), exist_ok=True)
+      out = open(f"{log_prefix}.{i}.log", "w")
+      logs.append(out)
     procs.append(subprocess.Popen(list(command), cwd=ROOT, stdout=out, stderr=out, start_new_session=True,
                                   env=process_env(i, processes, port, devices_per_process, timeout_s=timeout_s,
                                                   base=env)))
@@ -98,6 +107,8 @@ def launch(command: Sequence[str], processes: int, devices_per_process: int = 4,
     for p in procs:
       if p.poll() is None:
         _stop(p)
+    for f in logs:
+      f.close()
   return 128 - status if status < 0 else status   # killed by signal s: 128 + s, as a shell reports it
 
 

@@ -14,7 +14,7 @@ import pytest
 from experiments import launch
 from research import data
 from research.train import distributed
-from tests import mp_worker
+from tests import helpers, mp_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 20
@@ -119,3 +119,14 @@ def test_process_rows_of_batch_fn_make_up_the_global_batch():
     distributed.process_slice(10, 0, 3)
   with pytest.raises(ValueError, match="do not split over 5 processes"):
     data.batch_fn(arrays, 12, seed=3, process_index=0, process_count=5)(0)
+
+
+def test_scaling_smoke_end_to_end(tmp_path):
+  """configs/scaling.py:smoke through the runner: a small config launched as 1 x 8 and as 2 x 4 (experiments.launch
+  + experiments.run) gives the same loss curve; the BERT-base FSDP-8 bytes are ~1/8 of the replicated ones."""
+  rec = helpers.run_experiment("scaling.py", "smoke", tmp_path)
+  m = rec["metrics"]
+  assert m["loss_curve_max_rel_diff_2x4_vs_1x8"] < 1e-5
+  for opt in ("adamw", "amos"):
+    assert 0.125 <= m[f"{opt}_fsdp_bytes_ratio"] <= 0.13 and 0.125 <= m[f"{opt}_params_bytes_ratio"] <= 0.13
+  assert m["step_time_1x8_s"] > 0 and m["step_time_2x4_s"] > 0

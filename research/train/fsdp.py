@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from research.train.sharding import FSDP_AXIS
 
-__all__ = ["bytes_per_device", "fsdp_spec", "fsdp_size", "place_state", "state_shardings"]
+__all__ = ["bytes_per_device", "fsdp_spec", "fsdp_size", "place_state", "sharded_bytes", "state_shardings"]
 
 
 def fsdp_size(mesh: Mesh) -> int:
@@ -57,6 +57,19 @@ def place_state(tree: Any, mesh: Mesh) -> Any:
   shards of its own devices.
   """
   return jax.device_put(tree, state_shardings(tree, mesh))
+
+
+def sharded_bytes(tree: Any, fsdp: int) -> int:
+  """Bytes per device of ``tree`` (arrays or ``jax.eval_shape`` structs) laid out by :func:`fsdp_spec` over ``fsdp``
+  devices: ``sum_leaves nbytes / fsdp`` for the leaves with a divisible axis, ``nbytes`` for the others.
+
+  ``fsdp = 1`` gives the replicated bytes. Needs no devices, so it sizes models larger than this machine.
+  """
+  total = 0
+  for x in jax.tree.leaves(tree):
+    n = int(np.prod(np.shape(x), dtype=np.int64)) * np.dtype(x.dtype).itemsize
+    total += n // fsdp if fsdp > 1 and fsdp_spec(tuple(np.shape(x)), fsdp) != P() else n
+  return total
 
 
 def bytes_per_device(tree: Any) -> dict[Any, int]:
