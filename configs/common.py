@@ -26,6 +26,13 @@ def base_config(experiment: str, variant: str, variants: dict | None = None) -> 
   return cfg
 
 
+def mesh_config(fsdp: int = 1) -> ml_collections.ConfigDict:
+  """The ``mesh`` sub-config of a config whose driver builds ``research.train.make_mesh(fsdp=config.mesh.fsdp)``:
+  ``fsdp = 1`` replicates parameters and optimizer state (data parallelism), ``fsdp = F`` shards them over F
+  devices of a 2-D ``("data", "fsdp")`` mesh (``research.train.fsdp``)."""
+  return ml_collections.ConfigDict({"fsdp": fsdp})
+
+
 # ------------------------------------------------------------------------------------------- validation
 # The range of every numeric key, by the key's last name (one word per idea across configs). The first
 # matching rule wins; tuples are checked element by element. An int key that no rule names is a size or a

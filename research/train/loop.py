@@ -11,6 +11,12 @@ tqdm bar with loss and throughput, evaluates periodically, checkpoints with orba
 the latest checkpoint (the batch of step ``t`` is ``batches(t)`` and the step key is derived from ``t``), and
 stops with :class:`NonFiniteLossError` when the loss or gradient becomes NaN/inf: the offending update is
 not applied, and the last good checkpoint is kept.
+
+On a ``("data", "fsdp")`` mesh (``make_mesh(fsdp=F)``) the state is instead sharded by
+:mod:`research.train.fsdp` and stays sharded across steps (fixed ``out_shardings``). In a multi-process job
+(:mod:`research.train.distributed`) every process runs ``fit`` with the same arguments: each places only its
+rows of the global batch (``research.data.batch_fn`` already returns just those; other callables' global
+batches are sliced), process 0 alone logs and shows progress, and all processes checkpoint together.
 """
 from __future__ import annotations
 
@@ -137,7 +143,7 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
       the end.
     log_every: how often metrics are fetched from the device, logged and checked for NaN/inf.
     accum_steps: gradient accumulation micro-batches per step.
-    mesh: device mesh (default: all devices).
+    mesh: device mesh (default: all devices; ``make_mesh(fsdp=F)`` for sharded parameters).
     run_name: tag written in every ``metrics.jsonl`` record (and checkpoint sub-directory) of this run.
 
   Returns:
