@@ -183,8 +183,11 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
   bar = None
   if progress and num_steps > start and distributed.is_main_process():
     from tqdm.auto import tqdm
+    # No rate or ETA until the first metrics come back from the device: the first steps include jit
+    # compilation (seconds), which would otherwise set the ETA of a short run to minutes.
     bar = tqdm(total=num_steps, initial=start, desc=f"{desc} (compiling)", dynamic_ncols=True, leave=False,
-               disable=os.environ.get("RESEARCH_NO_PROGRESS") == "1")
+               disable=os.environ.get("RESEARCH_NO_PROGRESS") == "1",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
 
   def flush(step_done: int) -> None:
     nonlocal examples, t0
@@ -206,6 +209,11 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     history.append(rec)
     logger.write(s, **{k: v for k, v in rec.items() if k != "step"})
     if bar is not None:
+      if getattr(bar, "bar_format", None) is not None:   # first device sync: start the rate clock here
+        bar.reset(total=num_steps)
+        bar.initial = bar.n = bar.last_print_n = s
+        bar.bar_format = None
+        bar.set_description(desc, refresh=False)
       bar.set_postfix(loss=f"{rec['loss']:.4g}", ex_s=f"{rec['examples_per_s']:.3g}")
     pending.clear()
     examples, t0 = 0, time.perf_counter()
@@ -229,10 +237,6 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
       done = s + 1
       if bar is not None:
         bar.update(1)
-        if s == start:  # the first step includes jit compilation: restart the clock so the ETA excludes it
-          bar.reset(total=num_steps)
-          bar.initial = bar.n = bar.last_print_n = done
-          bar.set_description(desc)
       is_ckpt = manager is not None and checkpoint_every and done % checkpoint_every == 0
       if done % log_every == 0 or done == num_steps or is_ckpt:
         flush(done)
