@@ -20,7 +20,8 @@ Command: ``python -m experiments.run --config=configs/amos.py:<variant> --workdi
 
 Variants and time (2-core CPU, 8 emulated devices / one GPU):
   smoke        ~20 s / ~10 s   oracle (1 case, 200 steps) + a 30-step fashion_cnn on 512 images
-  quick        ~60 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour)
+  quick        ~45 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour);
+               measured 43 s at load ~3.4 (2026-12-06, whole command)
   fashion_cnn  ~12 min CPU (3 arms x 3 seeds x 600 steps = 0.35 epoch, seeds trained one after the other:
                the reduced CPU budget; measured 729 s on the shared 2-core CPU under load ~18, 55-100 s per
                arm and seed) / ~2 min GPU (estimate)
@@ -37,7 +38,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: oracle (1 case) + a tiny fashion_cnn run; used by the tests",
-    "quick": "~1 min CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
+    "quick": "~45 s CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
     "oracle": "jestimator identity over all cases (float64, 200 steps)",
     "fashion_cnn": "README MNIST-CNN recipe on Fashion-MNIST, 3 seeds, reduced CPU budget (0.35 epoch), ~12 min CPU",
     "fashion_cnn_full": "the README's 9 epochs, 3 seeds (GPU-scale)",

@@ -33,7 +33,7 @@ Commands (the committed CPU runs; results/cosent/<variant>/results.md records ea
   python -m experiments.run --config=configs/cosent.py:interactive --workdir=W --config.checkpoint=/path/bert-base-chinese
 
 Time (2-core CPU shared with other jobs, measured 2026-11-24; an idle CPU is ~3-5x faster):
-smoke ~20-40 s; quick ~4 min; bench ~6.5 min; interactive_en_cpu ~54 min (load ~13; MiniLM cross-encoder, ~11 s
+smoke ~20-40 s; quick ~4 min (215 s measured at load ~8.6, 2026-12-06); bench ~6.5 min; interactive_en_cpu ~54 min (load ~13; MiniLM cross-encoder, ~11 s
 per 32-pair step); interactive_cpu ~26 min (load 4-7: 2 min MLM, ~1 min per ATEC/BQ/LCQMC fine-tuning run,
 ~4 min per PAWSX run at max_len 128). The 2x64 char-BERT leaves chance on LCQMC and BQ (test Spearman ~24)
 but not on ATEC or PAWSX. 5x more MLM steps did not help at this fine-tuning budget (results/cosent/interactive_cpu/
@@ -57,7 +57,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: tiny char BERT (1 layer), 128 BQ pairs, CE vs CoSENT + bi-encoder, end to end (tests)",
-    "quick": "~1.5 min CPU (idle): LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
+    "quick": "~1.5 min CPU idle, ~3.5 min under load: LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
     "bench": "Flax (batch sharded over one JAX CPU device per core) vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
     "interactive_cpu": "9341 protocol on CPU: ATEC/BQ/LCQMC/PAWSX, 4000 train / 1000 valid / 1000 test pairs each, 2x64 char-BERT (300 MLM steps on all four tasks' pairs), 2 epochs, 2 seeds",

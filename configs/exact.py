@@ -30,7 +30,7 @@ Time: jit compilation dominates on CPU. Measured on the 2-core CPU while ~8 othe
 smoke ~1.5-3 min, quick ~14 min, toy 43 s, tabular with ``--config.tab.target_steps_per_epoch=100`` ~25 min
 per dataset, bench ~11 min; estimator 3 min (load ~15; it exceeded 15 min before the Genz value draws skipped
 the gradient channels), fashion 16 min (load ~15). Expect roughly
-5-10x less on an idle 2-core machine (quick then ~60-90 s). On a GPU: everything except fashion_gpu takes
+5-10x less on an idle 2-core machine: quick measured 24 s (load ~1, 2026-12-06, whole command). On a GPU: everything except fashion_gpu takes
 seconds to a few minutes; fashion_gpu ~10 min.
 """
 import ml_collections
@@ -39,7 +39,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; every part at toy size (used by the tests)",
-    "quick": "~60 s on CPU: toy + reduced breast-cancer search + estimator (make run's tour)",
+    "quick": "~25 s on CPU (idle): toy + reduced breast-cancer search + estimator (make run's tour)",
     "toy": "the article's 3-point example: CE / hinge / EXACT optima of b, learnable scale, trainable sigma",
     "tabular": "paper Table 1 protocol on breast-cancer and wine, all 8 methods, 20 trials + 5 seeds",
     "fashion": "Fashion-MNIST CNN from scratch: CE vs 1-p vs EXACT mean/meanlog, 3 seeds x 800 steps (CPU, ~16 min)",

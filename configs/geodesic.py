@@ -20,7 +20,7 @@ chord 2R. The variants test that claim (spec 05 section 6.3):
 * ``bench``: single-source shortest paths on a 10,000-node k = 10 union kNN graph (swiss roll): JAX
   Bellman-Ford and the CPU host-callback path vs scipy Dijkstra (time ratio, agreement); multi-source;
   all-pairs on 2,000 nodes (Floyd-Warshall in JAX vs scipy).
-* ``quick``: the headline in ~1 min: sphere pole-to-pole vs pi, swiss roll Spearman, digits near/far.
+* ``quick``: the headline in ~20 s: sphere pole-to-pole vs pi, swiss roll Spearman, digits near/far.
 * ``full``: GPU-sized (Fashion-MNIST 10k, STS with a train-split background pool, larger spheres).
 
 Published numbers: none in the article; GeoSumm Table 8 is not transcribed (spec 05 section 5), so rows
@@ -28,7 +28,7 @@ compare geodesic against the base distance measured in the same run, and the sph
 
 Command: python -m experiments.run --config=configs/geodesic.py:<variant> --workdir=results/geodesic/<variant>
 Time measured on the 2-core CPU (8 emulated devices) while shared with 8 other jobs (load 10-45):
-smoke ~40 s without / ~2 min with the MiniLM parts, quick 63 s, sanity 95 s, retrieval ~12 min,
+smoke ~40 s without / ~2 min with the MiniLM parts, quick 63 s (21 s at load ~2.8 on 2026-12-06), sanity 95 s, retrieval ~12 min,
 sts 2.7 min, summarization 14 min, bench 2.4 min; on an idle machine expect several times less. On one
 GPU each is well under a minute except MiniLM encoding for ``full``.
 """
@@ -38,7 +38,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; every part at toy size (used by the tests)",
-    "quick": "~1 min CPU: sphere pole-to-pole vs pi, swiss roll Spearman, digits near/far retrieval",
+    "quick": "~20 s CPU: sphere pole-to-pole vs pi, swiss roll Spearman, digits near/far retrieval",
     "sanity": "sphere S^2 (N 500/2000/8000) and swiss roll (N 2000), k in {5,10,20}",
     "retrieval": "digits + Fashion-MNIST 5k (pixels, PCA-50): mAP, P@10, far-band precision; centroid themes",
     "sts": "STS-B test with MiniLM: Spearman of cosine vs geodesic, overall and by gold band",

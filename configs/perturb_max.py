@@ -19,7 +19,7 @@ Command: python -m experiments.run --config=configs/perturb_max.py:<variant> --w
 
 Time (2-core CPU, shared) / GPU:
   smoke          ~20-40 s (mostly compilation) / seconds
-  quick          ~60 s: table + a small 2-arm CNN run       / ~15 s
+  quick          ~25 s: table + a small 2-arm CNN run       / ~15 s   (measured 23 s, idle CPU, 2026-12-06)
   table          ~1-2 min                                    / <1 min
   classify       full 60k train, 5 epochs x 5 seeds x 5 arms: hours on CPU / ~10 min on a GPU
   classify_cpu   12k-image subset, 5k test images, 3 seeds x 4 arms, 150 steps of 128 (~1.6 epochs): ~10 min
@@ -32,7 +32,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; table + classify + bench at toy sizes (used by the tests)",
-    "quick": "~1 minute on CPU: Gumbel=softmax, quadrature error vs K, properties, a tiny CNN head comparison",
+    "quick": "~25 s on CPU: Gumbel=softmax, quadrature error vs K, properties, a tiny CNN head comparison",
     "table": "probabilities of every noise, quadrature error vs K per rule (plot), property checks",
     "classify": "Fashion-MNIST CNN: softmax vs Perturb-Max heads, full data, 5 seeds (GPU-sized)",
     "classify_cpu": "classify at a CPU-feasible budget: 12k-image subset, 4 arms, 3 seeds, ~1.6 epochs",

@@ -13,7 +13,7 @@ Command: ``python -m experiments.run --config=configs/relpos_probe.py:<variant> 
 
 Variants and time (2-core CPU shared with other jobs / one GPU):
   smoke        2 probe rows at n=8, 1 tiny MLM arm: ~15 s CPU (idle).
-  quick        8 headline probe rows at n=32, 1 seed: ~1 min CPU.
+  quick        8 headline probe rows at n=32, 1 seed: ~35 s CPU (measured 36 s, load ~1.7, 2026-12-06).
   table        the full probe grid: 25 rows x n in {8, 32, 128} x 2 seeds (vmapped): ~15 min CPU, ~3 min GPU.
   table_gpu    same grid, 5 seeds, 3000 steps: GPU.
   pretrain     MLM, 5 arms, 2 layers d=64, seq 64, 1500 steps, 2 seeds vmapped: ~10 min CPU.
@@ -29,7 +29,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; end-to-end check used by the tests (2 probe rows, n=8; 1 tiny MLM arm)",
-    "quick": "~1 min CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
+    "quick": "~35 s CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
     "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 2 seeds; ~15 min CPU",
     "table_gpu": "full probe grid, 5 seeds, 3000 steps (GPU)",
     "pretrain": "l2 vs softmax char-level MLM on tiny-shakespeare, CPU size (~10 min)",
