@@ -76,3 +76,21 @@ def test_cli_errors_are_one_line_without_traceback(args, message):
                        env=dict(os.environ, XLA_FLAGS=""))
   assert out.returncode != 0
   assert message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_metric_logger_writes_tensorboard_summaries(tmp_path):
+  from tensorboardX.proto import event_pb2  # the event records TensorBoard reads
+  from research.report import MetricLogger
+  log = MetricLogger(str(tmp_path), prefix="seed0")
+  log.write(1, loss=2.0, acc=0.5)
+  log.write(2, loss=1.0, acc=0.75)
+  log.close()
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+  (events,) = list((tmp_path / "tensorboard" / "seed0").iterdir())
+  raw, i, seen = events.read_bytes(), 0, []
+  while i < len(raw):                     # TFRecord framing: length (8), crc (4), payload, crc (4)
+    n = int.from_bytes(raw[i:i + 8], "little")
+    ev = event_pb2.Event.FromString(raw[i + 12:i + 12 + n])
+    seen += [(ev.step, v.tag, v.simple_value) for v in ev.summary.value]
+    i += 16 + n
+  assert sorted(seen) == [(1, "acc", 0.5), (1, "loss", 2.0), (2, "acc", 0.75), (2, "loss", 1.0)]
