@@ -231,7 +231,10 @@ def _absolute_config_argv(argv: list[str], spec: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   if "--list" in argv[1:]:
-    print(list_configs())
+    try:
+      print(list_configs(), flush=True)
+    except BrokenPipeError:                        # `--list | head`
+      sys.stdout = open(os.devnull, "w")
     return
   spec, overrides = _split_argv(argv[1:])
   if spec is None:
