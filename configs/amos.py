@@ -51,7 +51,7 @@ REPRODUCE = ["oracle", "fashion_cnn", "lm", "bench"]
 
 def _arms(cfg_task, *, amos_lr, amos_beta, amos_clip, amos_momentum, amos_warmup, adamw_lr, su_alpha0,
           su_half_life_frac):
-  cfg_task.arms = "amos,adamw,adamw_su_r3"
+  cfg_task.arms = ("amos", "adamw", "adamw_su_r3")
   # Devices of the data-parallel mesh (0: all). 1 by default: the seeds are vmapped, and on the shared 2-core
   # CPU the 8 emulated devices only add all-reduce rendezvous (which can time out under heavy load).
   cfg_task.mesh_devices = 1
@@ -73,13 +73,13 @@ def _arms(cfg_task, *, amos_lr, amos_beta, amos_clip, amos_momentum, amos_warmup
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("amos", variant, VARIANTS)
-  cfg.tasks = {"smoke": "oracle,fashion_cnn", "quick": "oracle,fashion_cnn", "oracle": "oracle",
-               "fashion_cnn": "fashion_cnn", "fashion_cnn_full": "fashion_cnn", "lm": "lm", "lm_full": "lm",
-               "bench": "bench"}[variant]
+  cfg.parts = {"smoke": ("oracle", "fashion_cnn"), "quick": ("oracle", "fashion_cnn"), "oracle": ("oracle",),
+               "fashion_cnn": ("fashion_cnn",), "fashion_cnn_full": ("fashion_cnn",), "lm": ("lm",),
+               "lm_full": ("lm",), "bench": ("bench",)}[variant]
 
   cfg.oracle = ml_collections.ConfigDict()
   cfg.oracle.steps = 200
-  cfg.oracle.cases = "scalar_const,factored_warmup_mom_clip_l2_dc,full_cosine_mom"
+  cfg.oracle.cases = ("scalar_const", "factored_warmup_mom_clip_l2_dc", "full_cosine_mom")
 
   f = cfg.fashion = ml_collections.ConfigDict()
   f.seeds = 3
@@ -118,7 +118,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   b.momentum = 0.9
 
   if variant == "smoke":
-    cfg.oracle.cases = "factored_warmup_mom_clip_l2_dc"
+    cfg.oracle.cases = ("factored_warmup_mom_clip_l2_dc",)
     f.seeds = 1
     f.num_steps = 30
     f.train_limit = 512
@@ -126,7 +126,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
     f.val_eval_size = 256
     f.test_limit = 500
     f.eval_every = 10
-    f.arms = "amos,adamw"
+    f.arms = ("amos", "adamw")
     f.amos_lr = 0.03
   elif variant == "quick":
     f.seeds = 1

@@ -1,6 +1,6 @@
 """The jestimator 0.3.3 oracle for :mod:`research.optim.amos`: loading it and comparing trajectories.
 
-Shared by ``tests/test_amos.py`` and the ``oracle`` task of ``experiments/amos.py``. The official package's
+Shared by ``tests/test_amos.py`` and the ``oracle`` task of ``experiments/amos``. The official package's
 ``__init__`` does not import on current JAX, so its ``amos.py`` (which imports only flax, jax and optax) is
 loaded by file path. The comparison runs both optimizers for ``steps`` steps on a noisy non-convex toy loss
 over a small Flax-like pytree (dense/conv kernels, embedding, bias, norm scale) in float64.
