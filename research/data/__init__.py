@@ -3,6 +3,12 @@
 Every loader takes an optional ``data_dir`` (see :mod:`research.data.files` for the resolution order) and
 returns numpy arrays or plain Python lists; :func:`batch_fn` turns arrays into a deterministic
 ``step -> batch`` function for :func:`research.train.fit` (exact resume depends on it).
+
+Entry points: :func:`load_fashion_mnist`, :func:`load_mnist_test`, :func:`load_sklearn`,
+:func:`load_senteval_cn` (ATEC / BQ / LCQMC / PAWSX / STS-B, for CoSENT 9341), :func:`load_stsb_en`,
+:func:`load_tinyshakespeare` (Amos 9344), :func:`load_opinion_summ` (geodesic summaries 9368),
+:func:`train_val_split`, :func:`batch_fn`. A missing or corrupt file raises :class:`DataError` naming the
+file, its sha256 and how to get it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,16 @@
-"""Training: train state, mesh/sharding helpers, the generic loop, checkpoints.
+"""Training (shared by every article): train state, mesh / sharding helpers, the generic loop, checkpoints.
 
-See :func:`research.train.loop.fit` for the loop and ``docs/DEVELOPING.md`` for the contract.
+:func:`fit` runs, under ``jit`` with the batch sharded over a device mesh and the state replicated (or
+FSDP-sharded),
+
+    (loss, metrics), g = value_and_grad(loss_fn)(params, batch, fold_in(rng, t))
+    updates, opt_state = tx.update(g, opt_state, params);   params = params + updates
+
+logs ``metrics.jsonl`` and TensorBoard summaries, checkpoints with orbax, resumes exactly, and stops with
+:class:`NonFiniteLossError` at the first NaN/inf loss or gradient. Entry points: :class:`TrainState`,
+:func:`fit`, :func:`fit_population` (seeds x arms vmapped), :func:`make_mesh`, :func:`global_batch_size`
+(rounds a batch up to a multiple of the devices, printing a line), :func:`shard_batch`, :class:`Checkpointer`.
+See ``docs/DEVELOPING.md`` for the contract and the README for a runnable example.
 """
 from research.train.checkpoint import Checkpointer
 from research.train.distributed import is_main_process
