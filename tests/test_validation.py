@@ -146,3 +146,10 @@ class AmosBadInputTest(chex.TestCase):
     u, _ = self.variant(tx.update)(p, tx.init(p), p)
     chex.assert_tree_all_finite(u)
     assert np.all(np.sign(u["w"]) == -np.sign(p["w"]))   # descends along g = theta
+
+
+# ------------------------------------------------------------------------------------------- Perturb-Max
+def test_sampling_without_a_key_says_so():
+  from research import distributions
+  with pytest.raises(TypeError, match="explicit PRNG key, got None"):
+    distributions.sample(None, jnp.array([1.0, 0.0]))

@@ -286,6 +286,9 @@ def log_cdf(noise: NoiseLike, x: jax.Array) -> jax.Array:
 
 def sample_noise(key: jax.Array, noise: NoiseLike, shape=(), dtype=jnp.float32) -> jax.Array:
   """i.i.d. draws of the noise."""
+  if key is None:  # every sampler (sample, relaxed_sample, ..., perturb_max_probs_mc) draws through here
+    raise TypeError("Perturb-Max sampling needs an explicit PRNG key, got None: pass jax.random.key(seed) "
+                    "(and split it for further draws).")
   nz = get_noise(noise)
   if nz.sampler is not None:
     return nz.sampler(key, tuple(shape), dtype)
