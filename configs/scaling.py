@@ -14,7 +14,11 @@ Not an article reproduction: it measures the two ways ``research.train`` scales 
 Command: ``python -m experiments.run --config=configs/scaling.py:bench --workdir=results/scaling/bench``
 (``--config.mesh.fsdp=8`` runs the step-time arms with FSDP instead of replication).
 
-Time (2-core CPU, shared): smoke ~30 s (1 round of two launches), quick ~1 min, bench ~4 min (5 rounds).
+Time on the shared 2-core CPU (load average 10-14 from other jobs while measured): smoke 60-65 s (one round of
+two launches), bench 389 s (5 rounds; results/scaling/bench). On an idle machine expect about a third.
+Measured there (bench): FSDP-8 / replicated bytes 0.125 (AdamW) and 0.126 (Amos); loss curves of the two
+launch layouts equal to 2e-7; step time 2x4 / 1x8 = 6.6x (the cross-process gloo all-reduce over loopback
+on two shared cores), and with ``--config.mesh.fsdp=8`` both layouts give the same losses too (smoke size).
 """
 import ml_collections
 
@@ -31,7 +35,7 @@ REPRODUCE = ["bench"]
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("scaling", variant, VARIANTS)
   cfg.role = "driver"              # "step": one process of a step-time launch (set by the driver)
-  cfg.mesh = ml_collections.ConfigDict({"fsdp": 1})   # step-time arms: 1 = replicated, F = FSDP over F devices
+  cfg.mesh = common.mesh_config()  # step-time arms: fsdp 1 = replicated, F = FSDP over F devices
   # Bytes table: a BERT-base-shaped MLM model (Hugging Face bert-base-uncased sizes).
   cfg.bytes_model = ml_collections.ConfigDict(dict(vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
                                                    intermediate_size=3072, max_position=512))
