@@ -33,15 +33,13 @@ import importlib.util  # noqa: F401  (find_spec below)
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "distributions", "eval", "geometry", "losses", "nn", "optim", "report", "special", "tasks",
-               "train", "benchmark", "verdict", "cli")
 __all__ = ["data", "distributions", "eval", "geometry", "losses", "nn", "optim", "report", "tasks", "train"]
 if _importlib.util.find_spec("research.special") is not None:
   __all__.append("special")
 
 
 def __getattr__(name: str):
-  if name in _SUBMODULES:
+  if not name.startswith("_") and _importlib.util.find_spec(f"research.{name}") is not None:
     module = _importlib.import_module(f"research.{name}")
     globals()[name] = module
     return module
