@@ -7,9 +7,12 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from research import data, train
+from research.plotting import save_figure, subplots
+from research.train import records
 from research.report import Results, Row, fmt
 
 
@@ -61,23 +64,20 @@ def run(config, workdir: str) -> Results:
   acc = res.add("test_acc", final["test_acc"])
   res.add("test_loss", final["test_loss"])
   res.add("sklearn_logreg_test_acc", anchor)
-  res.add("train_examples_per_s", config.num_steps * bs / train_time)
+  # throughput of the steps trained by this process only (none when a finished run is re-run)
+  rates = [h["examples_per_s"] for h in history if "examples_per_s" in h]
+  res.add("train_examples_per_s", float(np.median(rates)) if rates else float("nan"))
+  res.add("train_seconds_this_process", train_time)
   res.add("num_devices", mesh.size)
   res.rows.append(Row("digits test accuracy (MLP, data-parallel)", f"{fmt(anchor)} (sklearn LogisticRegression, same split, this run)",
                       fmt(acc), "agrees" if acc >= anchor - 0.03 else "below anchor",
                       f"{mesh.size} devices, global batch {bs}, {config.num_steps} steps"))
   res.notes.append("No article number applies: the anchor is scikit-learn measured in the same run on the same split.")
 
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  steps = [h["step"] for h in history if "loss" in h]
-  losses = [h["loss"] for h in history if "loss" in h]
-  fig, ax = plt.subplots(figsize=(5, 3.2))
+  # the whole curve, across resumes, from metrics.jsonl
+  steps, losses = records.curves(records.read_records(os.path.join(workdir, "metrics.jsonl"), [None]))[None]
+  fig, ax = subplots(figsize=(5, 3.2))
   ax.plot(steps, losses, marker="o")
   ax.set_xlabel("step"); ax.set_ylabel("train loss"); ax.set_yscale("log"); ax.set_title("demo: MLP on digits")
-  fig.tight_layout()
-  path = os.path.join(workdir, "loss.png")
-  fig.savefig(path, dpi=100); plt.close(fig)
-  res.plots.append(path)
+  save_figure(fig, workdir, "loss.png", res, dpi=100)
   return res

@@ -183,3 +183,16 @@ def test_fit_resume_logs_each_step_once(tmp_path, capfd):
   assert steps == sorted(set(steps)) and steps[-1] == 6
   strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "examples_per_s"} for x in text.splitlines()]
   assert strip((tmp_path / "metrics.jsonl").read_text()) == strip(first)
+
+
+def test_rerun_of_finished_smoke_changes_no_record_or_plot(tmp_path):
+  """Re-running a finished config resumes at its last step: metrics.jsonl and the loss plot stay the same."""
+  from tests.helpers import run_experiment
+  first = run_experiment("demo.py", "smoke", tmp_path)
+  records, plot = (tmp_path / "metrics.jsonl").read_text(), (tmp_path / "loss.png").read_bytes()
+  again = run_experiment("demo.py", "smoke", tmp_path)
+  assert (tmp_path / "metrics.jsonl").read_text() == records
+  assert (tmp_path / "loss.png").read_bytes() == plot
+  assert again["metrics"]["test_acc"] == first["metrics"]["test_acc"]
+  rate = again["metrics"]["train_examples_per_s"]                   # no step was trained by the re-run
+  assert rate is None or np.isnan(float(rate))

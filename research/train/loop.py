@@ -218,13 +218,14 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     pending.clear()
     examples, t0 = 0, time.perf_counter()
 
-  def evaluate(step_done: int) -> None:
+  def evaluate(step_done: int, log: bool = True) -> None:
     if eval_fn is None:
       return
     ev = {k: float(v) for k, v in eval_fn(state.params).items()}
     rec = {"step": step_done, **ev}
     history.append(rec)
-    logger.write(step_done, **ev)
+    if log:        # a re-run of a finished run returns its final evaluation but logs it only once
+      logger.write(step_done, **ev)
 
   try:
     for s in range(start, num_steps):
@@ -248,7 +249,7 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     if manager is not None and num_steps > start:
       manager.save(num_steps, state)
     if num_steps > start or not any("step" in h for h in history):
-      evaluate(int(state.step))
+      evaluate(int(state.step), log=num_steps > start)
   finally:
     if bar is not None:
       bar.close()
