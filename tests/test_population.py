@@ -196,3 +196,19 @@ def test_rerun_of_finished_smoke_changes_no_record_or_plot(tmp_path):
   assert again["metrics"]["test_acc"] == first["metrics"]["test_acc"]
   rate = again["metrics"]["train_examples_per_s"]                   # no step was trained by the re-run
   assert rate is None or np.isnan(float(rate))
+
+
+def test_population_on_fsdp_mesh_equals_replicated():
+  """A population on a (data=2, fsdp=4) mesh: stacked params/opt state sharded, same result as replicated."""
+  init, loss_fn, batches = _problem()
+  tx = optax.adam(0.05)
+  outs = []
+  for mesh in (train.make_mesh(), train.make_mesh(fsdp=4)):
+    states = [train.TrainState.create(params=init(s), tx=tx, rng=s) for s in range(4)]
+    out = pop.fit_population(loss_fn, states, [batches(s) for s in range(4)], num_steps=6, progress=False,
+                             mesh=mesh, steps_per_call=3)
+    outs.append(out)
+  w = outs[1].state.params["w"]
+  assert w.sharding.shard_shape(w.shape) != w.shape                   # actually sharded
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+               jax.device_get(outs[0].state.params), jax.device_get(outs[1].state.params))

@@ -48,7 +48,9 @@ from research.report import MetricLogger
 from research.train import checkpoint as ckpt_lib
 from research.train.records import drop_records_after
 from research.train.loop import NonFiniteLossError, TrainState, make_train_step
-from research.train.sharding import DATA_AXIS, make_mesh, replicate
+from research.train import distributed
+from research.train.fsdp import place_state
+from research.train.sharding import batch_axes, make_mesh, num_data_shards, replicate
 
 __all__ = ["Population", "fit_population", "stack_states", "unstack_state", "with_hyperparams"]
 
@@ -137,10 +139,12 @@ def _population_size(state: TrainState) -> int:
 
 
 def _put(tree: Any, mesh: jax.sharding.Mesh, axis: int) -> Any:
-  """Places this process's part of a batch with axis ``axis`` (the example axis) sharded over ``data``."""
-  spec = PartitionSpec(*([None] * axis + [DATA_AXIS]))
+  """Places this process's part of a batch with axis ``axis`` (the example axis) sharded over the batch axes
+  of the mesh (``data``, and ``fsdp`` on a 2-D mesh)."""
+  axes = batch_axes(mesh)
+  spec = PartitionSpec(*([None] * axis + [axes[0] if len(axes) == 1 else axes]))
   sharding = NamedSharding(mesh, spec)
-  local = mesh.shape[DATA_AXIS] // jax.process_count()
+  local = num_data_shards(mesh) // jax.process_count()
 
   def put(x):
     x = np.asarray(x)
@@ -246,7 +250,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
   manager = None
   if workdir is not None:
     manager = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints", name), keep=keep_checkpoints)
-    restored = manager.restore_latest({"state": state, "alive": alive, "diverged_at": diverged_at})
+    restored = manager.restore_latest({"state": place_state(state, mesh), "alive": alive,  # each process: its shards
+                                       "diverged_at": diverged_at})
     if restored is not None:
       state, alive = restored["state"], jnp.asarray(restored["alive"])
       diverged_at = np.asarray(restored["diverged_at"]).copy()
@@ -254,7 +259,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       print(f"[{desc}] resumed from step {start}", file=sys.stderr, flush=True)
       if writer:
         drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, start)
-  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, replicate(state, mesh))
+  # a private copy (the step donates it), replicated or FSDP-sharded on a (data, fsdp) mesh
+  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, place_state(state, mesh))
   alive = replicate(alive, mesh)
   args = replicate(run_args, mesh) if with_args else None
   start = int(np.asarray(jax.device_get(state.step)).max())
@@ -270,6 +276,16 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
 
   step_fn = jax.jit(chunk_fn, donate_argnums=(0,))
   batch_axis = 0 if shared_batch else 1
+  # several processes: each places only its rows of the global batch (batch_fn's batches already are those)
+  fn_list = batches if isinstance(batches, (list, tuple)) else [batches]
+  local = jax.process_count() == 1 or all(getattr(f, "process_local", False) for f in fn_list)
+
+  def my_rows(batch):
+    if local:
+      return batch
+    return jax.tree.map(lambda x: np.asarray(x)[(slice(None),) * batch_axis
+                                                + (distributed.process_slice(np.shape(x)[batch_axis]),)], batch)
+
   stops = [e for e in (log_every, checkpoint_every if manager is not None else 0, eval_every) if e]
 
   def chunk_end(s: int) -> int:       # the next step at which something is logged, evaluated or saved
@@ -333,10 +349,11 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     s = start
     while s < num_steps:
       done = chunk_end(s)
-      per_step = [get_batch(t) for t in range(s, done)]
+      per_step = [my_rows(get_batch(t)) for t in range(s, done)]
       batch = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *per_step)
       leaves = jax.tree.leaves(per_step[0])
-      examples += (done - s) * int(np.shape(leaves[0])[batch_axis]) * (1 if shared_batch else p) if leaves else 0
+      rows = int(np.shape(leaves[0])[batch_axis]) * jax.process_count()     # this process's rows x processes
+      examples += (done - s) * rows * (1 if shared_batch else p) if leaves else 0
       state, alive, metrics = step_fn(state, alive, _put(batch, mesh, batch_axis + 1), args)
       pending.append((done, metrics))
       if bar is not None:
