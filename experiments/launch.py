@@ -8,6 +8,7 @@ Usage::
 Everything after ``--`` is passed to ``python -m experiments.run`` in every process. Process ``i`` gets
 
     JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT  JAX_NUM_PROCESSES=N  JAX_PROCESS_ID=i
+    JAX_COORDINATOR_BIND_ADDRESS=127.0.0.1:PORT   (process 0's coordinator listens on loopback only)
     XLA_FLAGS=--xla_force_host_platform_device_count=D   (CPU: D emulated devices per process)
 
 and ``research.train.maybe_initialize_distributed`` (called by the runner before the driver) joins them
@@ -52,9 +53,11 @@ def process_env(process_id: int, num_processes: int, port: int, devices_per_proc
   env.update({"XLA_FLAGS": " ".join(flags), "PYTHONUNBUFFERED": "1"})
   if num_processes > 1:
     env.update({"JAX_COORDINATOR_ADDRESS": f"{LOCALHOST}:{port}", "JAX_NUM_PROCESSES": str(num_processes),
-                "JAX_PROCESS_ID": str(process_id), "RESEARCH_DIST_TIMEOUT": str(int(timeout_s))})
+                "JAX_PROCESS_ID": str(process_id), "RESEARCH_DIST_TIMEOUT": str(int(timeout_s)),
+                # the coordinator listens on the loopback interface only (JAX's default is every interface)
+                "JAX_COORDINATOR_BIND_ADDRESS": f"{LOCALHOST}:{port}"})
   else:                                        # one process: a plain run, no coordinator
-    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_COORDINATOR_BIND_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
       env.pop(var, None)
   env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   if num_processes > 1 and process_id > 0:
@@ -93,13 +96,17 @@ def launch(command: Sequence[str], processes: int, devices_per_process: int = 4,
   try:
     while True:
       codes = [p.poll() for p in procs]
-      failed = [c for c in codes if c not in (None, 0)]
+      failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
       if failed:
-        status = failed[0]
+        status = failed[0][1]
+        if any(c is None for c in codes):
+          print(f"[launch] process {failed[0][0]} exited with status {_shell_status(status)}; stopping the others",
+                file=sys.stderr, flush=True)
         break
       if all(c == 0 for c in codes):
         break
       if wall_limit_s is not None and time.monotonic() - t0 > wall_limit_s:
+        print(f"[launch] the job ran past {wall_limit_s:g} s; stopping it", file=sys.stderr, flush=True)
         status = 124
         break
       time.sleep(0.05)
@@ -109,7 +116,12 @@ def launch(command: Sequence[str], processes: int, devices_per_process: int = 4,
         _stop(p)
     for f in logs:
       f.close()
-  return 128 - status if status < 0 else status   # killed by signal s: 128 + s, as a shell reports it
+  return _shell_status(status)
+
+
+def _shell_status(status: int) -> int:
+  """A Popen status as a shell reports it: killed by signal ``s`` -> ``128 + s``."""
+  return 128 - status if status < 0 else status
 
 
 def _stop(p: subprocess.Popen) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -115,6 +116,9 @@ def _launch_arm(c, name: str, workdir: str, samples: dict) -> None:
   if (m["processes"], m["devices"]) != (processes, processes * devices):
     raise RuntimeError(f"The {name} launch ran {m['processes']} process(es) with {m['devices']} devices")
   samples[name].append(m)
+  shutil.rmtree(wd)                          # a failed launch keeps its directory and logs for inspection
+  for i in range(processes):
+    os.remove(f"{wd}_log.{i}.log")
 
 
 def run(config, workdir: str) -> Results:

@@ -77,7 +77,7 @@ def test_killing_both_processes_and_resuming_is_bit_identical(two_process_run, t
 def test_unreachable_coordinator_fails_fast_with_a_clear_message():
   port = launch.free_port()                                              # nobody listens there
   env = launch.process_env(1, 2, port, 4, timeout_s=2)
-  assert env["JAX_COORDINATOR_ADDRESS"] == f"127.0.0.1:{port}"
+  assert env["JAX_COORDINATOR_ADDRESS"] == env["JAX_COORDINATOR_BIND_ADDRESS"] == f"127.0.0.1:{port}"
   t0 = time.monotonic()
   out = subprocess.run([sys.executable, "-c", "from research import train; train.maybe_initialize_distributed()"],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
