@@ -340,12 +340,22 @@ def test_state_bytes_exact_and_half_of_adamw_with_momentum():
   amos_full = memory.state_bytes(A.amos(0.1, eta), params, include_scalars=False)
   assert amos_full == 2 * 4 * n
   amos_fact = memory.state_bytes(A.amos(0.1, eta, shp), params, include_scalars=False)
-  assert amos_fact == 2 * 4 * (100 + 64 + 16)  # (V,1), (1,d_out), (1,d_out); bias slots are scalars
+  # v and b of shapes (V,1), (1,d_out), (1,d_out), plus the scalar () v and b of each of the two biases: scalar
+  # slots are slot variables (only the step counter is left out).
+  assert amos_fact == 2 * 4 * (100 + 64 + 16 + 2)
   amos_mom = memory.state_bytes(A.amos(0.1, eta, shp, momentum=0.9), params, include_scalars=False)
   assert amos_mom == amos_fact + 4 * n and amos_mom / adam <= 0.51 + 1e-9 + (amos_fact / adam)
-  # The same on a concrete state.
+  # The same on a concrete state, with the slots found by the params' structure or by dtype.
   st = A.amos(0.1, eta, shp, momentum=0.9).init(params)
+  assert memory.optimizer_state_bytes(st, include_scalars=False, params=params) == amos_mom
   assert memory.optimizer_state_bytes(st, include_scalars=False) == amos_mom
+  # Only scalar slots: every leaf of v and b is (), and all of them count; the counter is the only extra leaf.
+  biases = {"b1": jnp.zeros(64), "b2": jnp.zeros(16)}
+  st_b = A.amos(0.1, eta, shp).init(biases)
+  slots = memory.slot_leaves(st_b, biases)
+  assert len(slots) == 4 and all(np.shape(x) == () for x in slots)
+  assert memory.optimizer_state_bytes(st_b, include_scalars=False, params=biases) == 4 * 4
+  assert memory.optimizer_state_bytes(st_b) == 4 * 4 + np.asarray(st_b.count).nbytes
 
 
 def test_smoke_experiment(tmp_path):
