@@ -79,6 +79,36 @@ def test_graph_modes_match_brute_force_sets(pts):
   np.testing.assert_allclose(we, 2 * np.sin(wa / 2), rtol=1e-3, atol=1e-5)   # chord = 2 sin(angle / 2)
 
 
+def _dot_precisions(jaxpr):
+  """Precision of every dot_general in a (closed) jaxpr, sub-jaxprs included."""
+  out = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      out.append(eqn.params["precision"])
+    for v in eqn.params.values():
+      for sub in (v if isinstance(v, (list, tuple)) else [v]):
+        if hasattr(sub, "eqns"):
+          out += _dot_precisions(sub)
+        elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+          out += _dot_precisions(sub.jaxpr)
+  return out
+
+
+def test_dense_and_exact_knn_paths_share_one_precision_and_the_edges():
+  """The dense padded path computes its distance products at the exact kNN's precision (HIGHEST), so on a
+  TF32-by-default accelerator both paths still agree; on 64-d embeddings they give the same kNN relation (the
+  directed graph; union and mutual are functions of it, see above) for every metric."""
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(150, 64)).astype(np.float32))
+  highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+  for metric in G.METRICS:
+    jx = jax.make_jaxpr(lambda a, metric=metric: G.pairwise_distances(a, metric=metric))(x)
+    precs = _dot_precisions(jx.jaxpr)
+    assert precs and all(p == highest for p in precs), (metric, precs)
+    dense = G.knn_graph(x, 5, mode="directed", metric=metric)
+    exact = G.knn_graph(x, 5, mode="directed", metric=metric, dense_max=0)
+    assert _edge_set(dense) == _edge_set(exact), metric
+
+
 def test_zero_length_edges_are_edges():
   x = _points(40, 2, seed=1)
   x[7] = x[3]                                                          # exact duplicate

@@ -44,6 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+# One precision policy for every distance computed from a matrix product, the one of the shared exact kNN
+# (research.geometry.knn): full float32 products. A GPU/TPU default (TF32 / bf16 passes) would perturb the
+# distances by ~1e-3 relative and reorder near neighbours, so the dense path's kNN graphs (and everything
+# built on them) would differ from the exact kNN path's.
+DISTANCE_PRECISION = jax.lax.Precision.HIGHEST
+
 MODES = ("directed", "union", "mutual")
 METRICS = ("euclidean", "angular", "cosine")
 REWEIGHTS = (None, "none", "local_scaling", "nicdm")
@@ -132,15 +138,17 @@ def pair_distance(a: jax.Array, b: jax.Array, metric: str = "euclidean") -> jax.
 
 
 def pairwise_distances(x: jax.Array, y: Optional[jax.Array] = None, metric: str = "euclidean") -> jax.Array:
-  """Dense ``[N, M]`` distance matrix (small N only). Euclidean uses the expansion clamped at 0."""
+  """Dense ``[N, M]`` distance matrix (small N only). Euclidean uses the expansion clamped at 0,
+  ``|x|^2 + |y|^2 - 2 x.y``; products at :data:`DISTANCE_PRECISION` (the shared kNN's policy)."""
   _check_choice(metric, METRICS, "metric")
   y = x if y is None else y
   if metric == "euclidean":
-    sq = (jnp.sum(x * x, -1)[:, None] + jnp.sum(y * y, -1)[None, :] - 2.0 * x @ y.T)
+    xy = jnp.matmul(x, y.T, precision=DISTANCE_PRECISION)
+    sq = (jnp.sum(x * x, -1)[:, None] + jnp.sum(y * y, -1)[None, :] - 2.0 * xy)
     return jnp.sqrt(jnp.maximum(sq, 0.0))
   xn = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), jnp.finfo(x.dtype).tiny)
   yn = y / jnp.maximum(jnp.linalg.norm(y, axis=-1, keepdims=True), jnp.finfo(y.dtype).tiny)
-  cos = jnp.clip(xn @ yn.T, -1.0, 1.0)
+  cos = jnp.clip(jnp.matmul(xn, yn.T, precision=DISTANCE_PRECISION), -1.0, 1.0)
   return jnp.arccos(cos) if metric == "angular" else jnp.maximum(1.0 - cos, 0.0)
 
 
