@@ -31,9 +31,13 @@ def _is_concrete(x) -> bool:
 def check_logits_labels(logits, labels, name: str = "loss") -> None:
   """Eager shape/dtype/range checks; value checks only when the arrays are concrete (not traced).
 
+  Under ``jit`` the values cannot be checked: out-of-range labels and NaN logits then make every loss NaN
+  (never a finite wrong value), so the training loop's non-finite guard stops the run and names the step.
+
   Raises:
     TypeError: integer logits or non-integer labels.
-    ValueError: shape mismatch, fewer than 2 classes, labels out of ``[0, C)``, non-finite logits.
+    ValueError: shape mismatch, fewer than 2 classes, an empty batch, labels out of ``[0, C)``, non-finite
+      logits.
   """
   logits_dtype = jnp.result_type(logits)
   if not jnp.issubdtype(logits_dtype, jnp.floating):
@@ -49,6 +53,9 @@ def check_logits_labels(logits, labels, name: str = "loss") -> None:
     raise ValueError(f"{name}: labels shape {jnp.shape(labels)} must equal logits.shape[:-1] = "
                      f"{jnp.shape(logits)[:-1]} (one integer label per row of logits).")
   num_classes = jnp.shape(logits)[-1]
+  if int(np.prod(jnp.shape(labels))) == 0:
+    raise ValueError(f"{name}: the batch is empty (logits shape {jnp.shape(logits)}); the mean over no samples is "
+                     "undefined. Pass at least one sample.")
   if _is_concrete(labels):
     lab = np.asarray(labels)
     if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
