@@ -7,6 +7,7 @@ arms of :mod:`.arms` trained on the tasks of :mod:`.tasks` by :mod:`.train`, jud
 from __future__ import annotations
 
 import os
+import sys
 
 from experiments.amos import bench, tables, tasks
 from experiments.amos import train as train_arms
@@ -27,6 +28,8 @@ def run(config, workdir: str) -> Results:
     bad = set(cases) - set(amos_oracle.ORACLE_CASES)
     if bad:
       raise ValueError(f"Unknown oracle case(s) {sorted(bad)}; valid: {sorted(amos_oracle.ORACLE_CASES)}")
+    print(f"[amos] oracle: {len(cases)} case(s) x {config.oracle.steps} steps against jestimator 0.3.3 (float64)",
+          file=sys.stderr, flush=True)
     tables.oracle_rows(amos_oracle.oracle_diffs(cases, config.oracle.steps), cases, config.oracle.steps, res)
   if "fashion_cnn" in config.parts:
     c = config.fashion
