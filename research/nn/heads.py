@@ -21,6 +21,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from research.distributions import perturb_max as pm
 
@@ -43,15 +44,16 @@ class PerturbMaxHead(nn.Module):
   Attributes:
     num_classes: output classes n.
     noise: "normal" | "logistic" | "cauchy" | "gumbel" (= softmax) | a ``perturb_max.Noise``.
-    rule: quadrature rule (None: Gauss-Hermite for normal noise, midpoint otherwise).
-    num_nodes: quadrature size K.
+    rule: quadrature rule (None: the library default -- mode-centred adaptive Gauss-Hermite; Gauss-Legendre in
+      u for Cauchy noise; Gauss-Hermite levels for the max-quantile method used from 16 classes on).
+    num_nodes: quadrature size K (None: the library default for the noise, rule and class count).
     init_scale: the noise scale s (fixed unless ``learn_temperature``).
     learn_temperature: learn log(s / init_scale), initialised at 0.
   """
   num_classes: int
   noise: Any = "normal"
   rule: Optional[str] = None
-  num_nodes: int = 16
+  num_nodes: Optional[int] = None
   init_scale: float = 1.0
   learn_temperature: bool = False
   use_bias: bool = True
@@ -87,20 +89,32 @@ class PerturbMaxHead(nn.Module):
 
 
 def nll_loss(log_probs, labels, weights=None):
-  """Mean negative log-likelihood -mean_b log p[b, y_b] of log-probabilities from either head."""
+  """Mean negative log-likelihood -mean_b log p[b, y_b] of log-probabilities from either head.
+
+  Eager calls validate (integer labels of shape ``log_probs.shape[:-1]`` in ``[0, n)`` -> TypeError/ValueError);
+  under jit invalid labels/NaN inputs give NaN so the training loop's non-finite guard stops the run.
+  """
   labels = jnp.asarray(labels)
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}.")
   if labels.shape != log_probs.shape[:-1]:
     raise ValueError(f"labels shape {labels.shape} must equal log_probs.shape[:-1] = {log_probs.shape[:-1]}.")
-  lp = jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  n = log_probs.shape[-1]
+  if not isinstance(labels, jax.core.Tracer):
+    lab = np.asarray(labels)
+    if lab.size and (lab.min() < 0 or lab.max() >= n):
+      raise ValueError(f"nll_loss: labels must lie in [0, {n}) for {n} classes, got values in "
+                       f"[{lab.min()}, {lab.max()}]; check the label encoding or the head's num_classes.")
+  valid = (labels >= 0) & (labels < n)
+  lp = jnp.take_along_axis(log_probs, jnp.clip(labels, 0, n - 1)[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  lp = jnp.where(valid, lp, jnp.nan)
   if weights is None:
     return -jnp.mean(lp)
   weights = jnp.asarray(weights, lp.dtype)
   return -jnp.sum(weights * lp) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
-def perturb_max_nll(logits, labels, noise="normal", rule=None, num_nodes=16, scale=1.0, mask=None):
+def perturb_max_nll(logits, labels, noise="normal", rule=None, num_nodes=None, scale=1.0, mask=None):
   """-mean log p_y of Perturb-Max from logits, via the O(n K) single-class path."""
   return -jnp.mean(pm.perturb_max_log_prob_of(logits, labels, noise, rule, num_nodes, scale=scale,
                                               mask=mask))
