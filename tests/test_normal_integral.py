@@ -25,7 +25,7 @@ def ref_log_integral(d, noise):
   dist = _DIST[noise]
   d = np.asarray(d, np.float64)
   log_g = lambda e: dist.logpdf(e) + np.sum(dist.logcdf(d + e))
-  grid = np.linspace(-80.0, 120.0, 200001)
+  grid = np.linspace(-80.0, 120.0, 20001)
   lg = dist.logpdf(grid) + dist.logcdf(d[:, None] + grid[None]).sum(0)
   top, mode = lg.max(), grid[lg.argmax()]
   f = lambda e: np.exp(log_g(e) - top)
@@ -153,7 +153,7 @@ def _orthant_ref(m):
 def test_exact_default_value_and_gradient_relative_1e4():
   # defect 3: EXACT's old default (GH K=16 at 0) was ~2% off at C=100
   rng = np.random.default_rng(3)
-  for C in (10, 100):
+  for C in (100,):
     z = (rng.normal(size=(3, C)) * 2.0).astype(np.float32)
     y = rng.integers(0, C, 3).astype(np.int32)
     z[np.arange(3), y] = z.max(1) + rng.normal(size=3)                    # a competitive label class
