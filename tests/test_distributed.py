@@ -93,6 +93,7 @@ def test_spec_from_env_and_bad_specs(monkeypatch):
   assert distributed.spec_from_env() is None
   monkeypatch.setenv("SLURM_NTASKS", "4")
   assert distributed.spec_from_env() == distributed.DistributedSpec(None, None, None, distributed.DEFAULT_TIMEOUT_S)
+  monkeypatch.delenv("SLURM_NTASKS")                     # outside SLURM / Open MPI the address needs N and i
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
   monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
   monkeypatch.setenv("JAX_PROCESS_ID", "x")

@@ -76,8 +76,8 @@ def _transformer_problem(opt: str):
   return params, tx, loss_fn, data.batch_fn({"t": toks}, 16, seed=0)
 
 
-def _train(problem, opt, fsdp):
-  params, tx, loss_fn, batches = problem(opt)
+def _train(problem, fsdp):
+  params, tx, loss_fn, batches = problem
   mesh = train.make_mesh(fsdp=fsdp)
   state = train.TrainState.create(params=params, tx=tx, rng=0)
   state, hist = train.fit(loss_fn, state, batches, num_steps=STEPS, log_every=STEPS, progress=False, mesh=mesh)
@@ -89,8 +89,9 @@ def _train(problem, opt, fsdp):
     pytest.param(_transformer_problem, "adamw", marks=pytest.mark.slow),    # ~40 s on the shared 2-core CPU
 ], ids=["bert-amos", "transformer_mlm-adamw"])
 def test_fsdp_training_equals_replication(problem, opt):
-  rep, hist_rep, _ = _train(problem, opt, 1)
-  sharded, hist_sh, mesh = _train(problem, opt, 8)
+  problem = problem(opt)
+  rep, hist_rep, _ = _train(problem, 1)
+  sharded, hist_sh, mesh = _train(problem, 8)
   assert hist_sh[-1]["loss"] < hist_sh[0]["loss"] or len(hist_sh) == 1
   np.testing.assert_allclose(hist_sh[-1]["loss"], hist_rep[-1]["loss"], rtol=1e-5)
   flat_rep = jax.tree_util.tree_leaves_with_path(jax.device_get(rep.params))

@@ -70,13 +70,20 @@ def spec_from_env() -> DistributedSpec | None:
   num, pid = _env_int(ENV_NUM_PROCESSES), _env_int(ENV_PROCESS_ID)
   if address is not None:
     return DistributedSpec(address, num, pid, timeout)
+  if _cluster_job():
+    return DistributedSpec(None, None, None, timeout)
+  return None
+
+
+def _cluster_job() -> bool:
+  """Whether this is one task of a SLURM or Open MPI job with more than one task."""
   for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
     try:
       if int(os.environ.get(var, "1")) > 1:
-        return DistributedSpec(None, None, None, timeout)
+        return True
     except ValueError:
       pass
-  return None
+  return False
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -120,10 +127,10 @@ def initialize(spec: DistributedSpec | None = None, *, cpu_collectives: str = "g
   if spec is None or jax.distributed.is_initialized():
     return False
   if spec.coordinator_address is not None:
-    if spec.num_processes is None or spec.process_id is None:
+    if (spec.num_processes is None or spec.process_id is None) and not _cluster_job():
       raise ValueError(f"{ENV_ADDRESS}={spec.coordinator_address} needs {ENV_NUM_PROCESSES} and {ENV_PROCESS_ID} "
                        "too (the number of processes and this process's id in 0..N-1).")
-    if not 0 <= spec.process_id < spec.num_processes:
+    if spec.num_processes is not None and spec.process_id is not None and not 0 <= spec.process_id < spec.num_processes:
       raise ValueError(f"process_id must be in 0..{spec.num_processes - 1}, got {spec.process_id}.")
   if spec.timeout_s <= 0:
     raise ValueError(f"timeout_s must be positive, got {spec.timeout_s}")
