@@ -88,7 +88,7 @@ def launch(command: Sequence[str], processes: int, devices_per_process: int = 4,
       os.makedirs(os.path.dirname(os.path.abspath(log_prefix)), exist_ok=True)
       out = open(f"{log_prefix}.{i}.log", "w")
       logs.append(out)
-    procs.append(subprocess.Popen(list(command), cwd=ROOT, stdout=out, stderr=out, start_new_session=True,
+    procs.append(subprocess.Popen(list(command), stdout=out, stderr=out, start_new_session=True,
                                   env=process_env(i, processes, port, devices_per_process, timeout_s=timeout_s,
                                                   base=env)))
   t0 = time.monotonic()
@@ -155,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="seconds a process waits for the coordinator / the others (default 120)")
   parser.add_argument("--module", default="experiments.run", help="module run by every process")
   args = parser.parse_args(own)
+  # SIGTERM (e.g. a scheduler cancelling the job) unwinds through launch()'s cleanup, which stops the processes.
+  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
   if not rest:
     parser.error("give the runner's arguments after --, e.g. -- --config=configs/demo.py:smoke --workdir=DIR")
   return launch([sys.executable, "-m", args.module, *rest], args.processes, args.devices_per_process,
