@@ -422,6 +422,9 @@ def _quadrature_host(noise: Noise, rule: str, num_nodes: int):
     x, w = np.polynomial.hermite_e.hermegauss(num_nodes)
     w = w / math.sqrt(2.0 * math.pi)
     keep = w > 0  # very large K: the outermost weights underflow in float64
+    if not _is_builtin(noise, "normal"):   # levels with Phi_N(x) rounding to 0 or 1 (weight < 1e-15) are dropped
+      u = sp_special.ndtr(x)
+      keep &= (u > 0) & (u < 1)
     x, log_w = x[keep], np.log(w[keep])
     nodes = x if _is_builtin(noise, "normal") else np.asarray(noise.quantile(sp_special.ndtr(x)), np.float64)
   elif rule == "gauss_legendre":
@@ -462,7 +465,10 @@ def _levels_cached(noise: Noise, rule: str, num_nodes: int):
   nodes, log_w = _quadrature_cached(noise, rule, num_nodes)
   if rule in ("gauss_hermite", "gh_levels"):
     x, w = np.polynomial.hermite_e.hermegauss(num_nodes)
-    log_u = sp_special.log_ndtr(x[w > 0])
+    keep = w > 0
+    if not _is_builtin(noise, "normal"):
+      keep &= (sp_special.ndtr(x) > 0) & (sp_special.ndtr(x) < 1)
+    log_u = sp_special.log_ndtr(x[keep])
   elif rule == "gauss_legendre":
     log_u = np.log(0.5 * (np.polynomial.legendre.leggauss(num_nodes)[0] + 1.0))
   else:
