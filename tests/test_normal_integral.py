@@ -225,3 +225,12 @@ class LossVariants(chex.TestCase):
     fb = pm.perturb_max_log_probs(x.astype(jnp.bfloat16), "normal")
     assert fb.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(fb)))
 
+
+
+def test_default_max_quantile_agrees_with_adaptive_pairwise_for_every_noise():
+  # n >= 16: the default method is max-quantile (Gauss-Hermite levels; Gauss-Legendre for Cauchy)
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 20)).astype(np.float32))
+  for noise in ("logistic", "cauchy", "gumbel"):
+    p = np.asarray(pm.perturb_max_probs(x, noise, closed_form=False))
+    pp = np.asarray(pm.perturb_max_probs(x, noise, closed_form=False, method="pairwise"))
+    np.testing.assert_allclose(p, pp, atol=1e-5, err_msg=noise)
