@@ -114,14 +114,17 @@ def build_che(task: che.Task, pe: str, arms: list[Arm], c, num_seeds: int):
   logn = {a.logn for a in arms}
   if len(logn) != 1:
     raise ValueError("arms of one compiled group must agree on log-n")
-  logn_len = int(c.train_max_length) if logn.pop() else None
+  total = che.max_total_tokens(task, int(c.train_max_length))
+  # log n / log m with m = the training sequence length in tokens (spec 07 §3.2): task tokens plus one empty
+  # token per output at the longest training length N (Reverse String, N = 40: m = 80), since n counts the
+  # tokens the model sees (the non-padding keys), so the factor is 1 at the training length.
+  logn_len = total if logn.pop() else None
   model = che_model(task, pe, c, logn_len)
   pe_dtype = jnp.int32 if pe == "learned" else jnp.float32
   if pe == "learned" and any(a.train == "equal_mean" for a in arms):
     raise TypeError("equal-mean positions are real-valued and cannot index a learned table (pe='learned').")
   per_layer = bool(c.per_layer) and pe in LAYERWISE_PES
   nl = int(c.num_layers)
-  total = che.max_total_tokens(task, int(c.train_max_length))
   sampler = che.curriculum_sampler(task, int(c.batch_size), int(c.train_max_length), total)
   tx = optax.chain(optax.clip_by_global_norm(float(c.grad_clip)), optax.adam(float(c.learning_rate)))
   A = len(arms)
@@ -193,12 +196,28 @@ def build_che(task: che.Task, pe: str, arms: list[Arm], c, num_seeds: int):
 
 
 def eval_lengths(task: che.Task, lengths) -> list[int]:
+  """The lengths evaluated for the requested ``lengths``: each mapped to the largest valid length <= it
+  (:meth:`che.Task.fix_length`; only Modular Arithmetic, defined at odd lengths, moves, as in the official
+  generator), without repeats. :func:`length_remaps` lists the moves for the report."""
   out = []
   for n in lengths:
     m = task.fix_length(int(n))
     if m not in out:
       out.append(m)
   return out
+
+
+def length_remaps(task: che.Task, lengths, train_max_length: int) -> str:
+  """'' when every requested length is evaluated as is, else a sentence naming each move and each length
+  that thereby falls into the training range (and out of the score)."""
+  moved = [(int(n), task.fix_length(int(n))) for n in lengths if task.fix_length(int(n)) != int(n)]
+  if not moved:
+    return ""
+  txt = f"{task.name}: " + ", ".join(f"{a} evaluated at {b}" for a, b in moved)
+  dropped = [a for a, b in moved if a > train_max_length >= b]
+  if dropped:
+    txt += f" (so test length(s) {dropped} drop out of the score: they land in the training range)"
+  return txt
 
 
 def run_che_group(task_name: str, pe: str, arms: list[Arm], c, seed: int, log) -> dict[str, Any]:
@@ -314,6 +333,11 @@ def run_che(config, workdir: str, res: Results, log) -> None:
   steps_set = sorted({int(d["steps"]) for d in table.values() if d.get("steps") is not None})
   steps_txt = "/".join(str(x) for x in steps_set) if steps_set else str(c.train_steps)
   missing = [t for t in c.tasks if t not in tasks]
+  remaps = [r for r in (length_remaps(che.get_task(t), c.test_lengths, N) for t in tasks) if r]
+  res.notes.append("Test lengths: " + ("; ".join(remaps) + " (the task exists only at those lengths; the "
+                                       "official generator maps them the same way)." if remaps else
+                                       f"every configured length {list(c.test_lengths)} is evaluated as is "
+                                       "for every task."))
   res.notes.append(
       f"How the grid was reduced: tasks {', '.join(tasks)}"
       + (f" (configured but not run within the CPU budget: {', '.join(missing)})" if missing else "")

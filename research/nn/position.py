@@ -36,7 +36,10 @@ Offsets: ``relative_offsets(q_pos, k_pos)[..., i, j] = k_pos[j] - q_pos[i]`` (ke
 Transformer-XL and URPE use ``i - j`` = minus that; ALiBi uses |j - i| and the sign.
 
 The 9444 reference code's noisy-relative indexing bug (spec 07 §4): its sinusoid table has rows for [0, L)
-but is indexed with offset + L, and JAX clamps the gather, so offsets >= -1 all read row L-1.
+but is indexed with offset + L, and JAX clamps the gather, so offsets >= -1 all read row L-1. Its offset is
+oriented key minus query, j - i (its relative shift puts entry T + (j - i) of the [left, 0, right] index array
+at logit (i, j)), so the keys that collapse onto the query's own row are those at and to the RIGHT of the
+query (j >= i - 1); the keys to the left keep distinct rows.
 :func:`relative_sinusoid` reproduces it with ``relative_index_bug=True`` (needs ``table_len=L``); the default
 ``False`` is the fixed table over [-L, L) (= the sinusoid of the offset itself).
 """
@@ -139,7 +142,8 @@ def relative_sinusoid(offsets, dim: int, *, base: float = 10000.0, relative_inde
   Fixed (default): r_o = sinusoid(o), i.e. a table over [-L, L) indexed with o + L.
   ``relative_index_bug=True`` reproduces the released 9444 reference code: the table holds sinusoid(t) for
   t in [0, L) only, it is indexed with o + L and the gather is clamped, so r_o = sinusoid(clip(o + L, 0, L-1)):
-  offsets -1, 0, 1, 2, ... all get the same vector.
+  offsets -1, 0, 1, 2, ... all get the same vector. Here ``o`` is the reference code's offset, key minus
+  query (j - i); :func:`txl_position_logits_from_offsets` converts its i - j offsets before the gather.
   """
   offsets = jnp.asarray(offsets)
   if relative_index_bug:
@@ -350,9 +354,12 @@ def txl_position_logits_from_offsets(qw, offsets_qk, w_r, *, base: float = 10000
   """Same as :func:`txl_position_logits` from an explicit offset matrix o_ij = i - j, [(B), Nq, Nk].
 
   Materializes [.., Nq, Nk, R]; use it for offsets that come from no position set (the 9444 "distance"
-  variant) or for the reference-code indexing bug.
+  variant) or for the reference-code indexing bug. With ``relative_index_bug=True`` the clamped table is
+  indexed as in the reference code, with j - i = -o_ij (``compute_attention_with_noisy_relative_encodings``:
+  row clip((j - i) + L, 0, L-1)), so keys at and right of the query collapse, as released.
   """
-  r = relative_sinusoid(offsets_qk, w_r.shape[0], base=base, relative_index_bug=relative_index_bug,
+  table_offsets = -offsets_qk if relative_index_bug else offsets_qk
+  r = relative_sinusoid(table_offsets, w_r.shape[0], base=base, relative_index_bug=relative_index_bug,
                         table_len=table_len)                                    # [(B),Nq,Nk,R]
   proj = jnp.einsum("...qkr,rhd->...hqkd", r, w_r.astype(jnp.float32))
   if proj.ndim == 4:
