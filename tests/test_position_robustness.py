@@ -244,6 +244,20 @@ def test_no_test_length_is_dropped_silently():
   assert "drop out" in drv.length_remaps(ma, (41, 42), 41)              # 42 -> 41 lands in the training range
 
 
+def test_che_logn_m_is_the_training_sequence_length_in_tokens():
+  """Spec 07 §3.2: m = the training length in the tokens the model sees (task tokens + one empty token per
+  output), so the factor is 1 at the longest training sequence: Reverse String N = 40 -> m = 80 (not 40, which
+  gave log 80 / log 40 = 1.19 there); Parity (one output) -> m = 41."""
+  from configs.position_robustness import get_config
+  from experiments import position_robustness as drv
+  from research.tasks import che
+  c = get_config("che").che
+  for name, m in (("reverse_string", 80), ("parity_check", 41)):
+    model, _, _, _, total = drv.build_che(che.get_task(name), "rope", [drv.parse_arm("plain+logn")], c, 1)
+    assert total == m and model.attention.logn_train_len == m
+    assert float(attn_lib.logn_factor(None, m, "length", m)[0, 0, 0, 0]) == pytest.approx(1.0)
+
+
 def test_smoke_end_to_end(tmp_path):
   rec = run_experiment("position_robustness.py", "smoke", tmp_path)
   m = rec["metrics"]
