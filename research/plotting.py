@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import matplotlib
@@ -20,7 +21,9 @@ def save_figure(fig, workdir: str, name: str, results: Any = None, dpi: int = 11
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, name)
   fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
+  jax = sys.modules.get("jax")               # several processes (jax.distributed): only process 0 writes
+  if jax is None or jax.process_index() == 0:
+    fig.savefig(path, dpi=dpi)
   plt.close(fig)
   if results is not None:
     results.plots.append(path)
