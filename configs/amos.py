@@ -73,6 +73,7 @@ def _arms(cfg_task, *, amos_lr, amos_beta, amos_clip, amos_momentum, amos_warmup
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("amos", variant, VARIANTS)
+  cfg.mesh = common.mesh_config()   # fsdp > 1: params + optimizer state (Amos slots included) sharded
   cfg.parts = {"smoke": ("oracle", "fashion_cnn"), "quick": ("oracle", "fashion_cnn"), "oracle": ("oracle",),
                "fashion_cnn": ("fashion_cnn",), "fashion_cnn_full": ("fashion_cnn",), "lm": ("lm",),
                "lm_full": ("lm",), "bench": ("bench",)}[variant]

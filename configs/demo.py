@@ -23,6 +23,7 @@ REPRODUCE = []
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("demo", variant, VARIANTS)
+  cfg.mesh = common.mesh_config()   # --config.mesh.fsdp=8: parameters and Adam state sharded over 8 devices
   cfg.hidden = 128
   cfg.batch_size = 64
   cfg.learning_rate = 3e-3

@@ -14,7 +14,8 @@ Command: ``python -m experiments.run --config=configs/relpos_probe.py:<variant> 
 Variants and time (2-core CPU shared with other jobs / one GPU):
   smoke        2 probe rows at n=8, 1 tiny MLM arm: ~15 s CPU (idle).
   quick        8 headline probe rows at n=32, 1 seed: ~35 s CPU (measured 36 s, load ~1.7, 2026-12-06).
-  table        the full probe grid: 25 rows x n in {8, 32, 128} x 2 seeds (vmapped): ~15 min CPU, ~3 min GPU.
+  table        the full probe grid: 25 rows x n in {8, 32, 128} x 3 seeds (one population per row and n):
+               measured 2,365 s (39 min) on the 2-core CPU at load ~10-12 from other jobs; ~3 min GPU.
   table_gpu    same grid, 5 seeds, 3000 steps: GPU.
   pretrain     MLM, 5 arms, 2 layers d=64, seq 64, 1500 steps, 2 seeds vmapped: ~10 min CPU.
   pretrain_gpu MLM, 4 layers d=128 (spec P2), seq 128, 15k steps, 3 seeds, all 7 arms: ~1 h GPU.
@@ -30,7 +31,7 @@ from configs import common
 VARIANTS = {
     "smoke": "seconds; end-to-end check used by the tests (2 probe rows, n=8; 1 tiny MLM arm)",
     "quick": "~35 s CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
-    "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 2 seeds; ~15 min CPU",
+    "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 3 seeds; 39 min CPU (measured under load)",
     "table_gpu": "full probe grid, 5 seeds, 3000 steps (GPU)",
     "pretrain": "l2 vs softmax char-level MLM on tiny-shakespeare, CPU size (~10 min)",
     "pretrain_gpu": "l2 vs softmax MLM at spec size (4 layers, d=128, 15k steps, 3 seeds) on a GPU",
@@ -48,6 +49,7 @@ BENCH_ENTRIES = ["none:softmax", "rope:softmax", "t5_bias:softmax", "alibi_sym:s
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("relpos_probe", variant, VARIANTS)
+  cfg.mesh = common.mesh_config()   # the MLM pretraining mesh (the probe is one full batch of 1: one device)
   cfg.parts = ("probe",)
 
   p = cfg.probe = ml_collections.ConfigDict()

@@ -31,7 +31,7 @@ def run(config, workdir: str) -> Results:
   x, y = data.load_sklearn("digits")
   x = x / 16.0
   tr, te = data.train_val_split(len(x), config.test_fraction, seed=config.seed)
-  mesh = train.make_mesh()
+  mesh = train.make_mesh(fsdp=config.mesh.fsdp)
   bs = train.global_batch_size(config.batch_size, mesh)
   model = MLP(config.hidden)
   params = model.init(jax.random.key(config.seed), x[:1])

@@ -34,14 +34,14 @@ def run(config, workdir: str) -> Results:
   if "fashion_cnn" in config.parts:
     c = config.fashion
     task = tasks.fashion(c, config.data_dir, config.seed)
-    out = train_arms.train_arms(task, c, seed=config.seed, workdir=workdir)
+    out = train_arms.train_arms(task, c, seed=config.seed, workdir=workdir, fsdp=config.mesh.fsdp)
     tables.test_accuracy_rows(task, c, out, res, c.num_steps / task.steps_per_epoch)
     tables.comparison_rows(task, c, out, res, "paper, BERT/T5")
     tables.curves_figure(task, c, out, workdir, res)
   if "lm" in config.parts:
     c = config.lm
     task = tasks.char_lm(c, config.data_dir, config.seed)
-    out = train_arms.train_arms(task, c, seed=config.seed, workdir=workdir)
+    out = train_arms.train_arms(task, c, seed=config.seed, workdir=workdir, fsdp=config.mesh.fsdp)
     tables.comparison_rows(task, c, out, res, "paper, BERT/T5 pre-training", unit=" nats/char")
     tables.curves_figure(task, c, out, workdir, res)
   if "bench" in config.parts:

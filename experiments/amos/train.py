@@ -19,7 +19,7 @@ def run_seed(config_seed: int, s: int) -> int:
   return 1000 * config_seed + s
 
 
-def train_arms(task: Task, c, *, seed: int, workdir: str) -> dict:
+def train_arms(task: Task, c, *, seed: int, workdir: str, fsdp: int = 1) -> dict:
   """Trains every arm of ``c.arms`` on ``c.seeds`` runs; returns per arm its curves and final parameters.
 
   Run ``s`` of every arm starts from the same parameters (``fold_in(key(seed), s)``) and sees the same batches
@@ -31,7 +31,7 @@ def train_arms(task: Task, c, *, seed: int, workdir: str) -> dict:
   """
   seeds = list(range(int(c.seeds)))
   devs = jax.devices()
-  mesh = train.make_mesh(devs[:c.mesh_devices] if c.mesh_devices > 0 else devs)
+  mesh = train.make_mesh(devs[:c.mesh_devices] if c.mesh_devices > 0 else devs, fsdp=fsdp)
   groups = [[s] for s in seeds] if c.seed_loop else [seeds]
   eta_f, shape_f, sigma_f = task.rules
   out = {}

@@ -34,7 +34,7 @@ def run(config, workdir: str) -> Results:
     tables.probe_figures(table, ns, workdir, res)
   if "pretrain" in config.parts:
     curves, majority = pretrain.train_arms(config.pretrain, seed=config.seed, workdir=workdir,
-                                           data_dir=config.data_dir)
+                                           data_dir=config.data_dir, fsdp=config.mesh.fsdp)
     tables.pretrain_rows(config.pretrain, curves, majority, res)
     tables.pretrain_figure(curves, workdir, res)
   if "bench" in config.parts:

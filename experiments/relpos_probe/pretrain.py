@@ -19,7 +19,7 @@ def windows(arr: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...], l
   return arr[starts[..., None] + np.arange(length)]
 
 
-def train_arms(pc, *, seed: int, workdir: str | None, data_dir=None) -> tuple[dict, float]:
+def train_arms(pc, *, seed: int, workdir: str | None, data_dir=None, fsdp: int = 1) -> tuple[dict, float]:
   """Trains every arm of ``pc.arms`` for ``pc.steps`` steps, the seeds of each arm as one population.
 
   Returns ``(curves, majority)``: ``curves[arm] = {"step": [...], "val_loss": [S, T], "val_acc": [S, T]}``
@@ -62,7 +62,7 @@ def train_arms(pc, *, seed: int, workdir: str | None, data_dir=None) -> tuple[di
                                workdir=workdir, name=f"pretrain/{arm}", eval_fn=eval_fn, eval_every=pc.eval_every,
                                log_every=pc.eval_every, steps_per_call=pc.eval_every,
                                checkpoint_every=pc.eval_every * max(1, pc.steps // pc.eval_every // 4),
-                               desc=f"pretrain {arm}")
+                               desc=f"pretrain {arm}", mesh=train.make_mesh(fsdp=fsdp))
     recs = records.read_records(os.path.join(workdir, "metrics.jsonl"), run_ids) if workdir else pop.history
     vl, va = records.curves(recs, "val_loss"), records.curves(recs, "val_acc")
     curves[arm] = {"step": np.asarray(vl[run_ids[0]][0]),
