@@ -15,8 +15,10 @@ Command: python -m experiments.run --config=configs/position_robustness.py:<vari
 Variants and time (2-core CPU shared with other jobs / one GPU):
   smoke              ~30-60 s CPU (compile dominated): 1 tiny CHE group + a tiny MLM; used by the tests.
   quick              ~2 min CPU (123 s measured at load ~6.6, 2026-12-06): Bucket Sort x RoPE, plain vs randomized (the headline effect) at toy size.
-  che                measured: 84 min for the first 4 tasks on the 2-core CPU shared at load 10-19, 7 min for the
-                     other 2 (Cycle Navigation, Parity) on the idle CPU: ~25-30 min idle in all (REDUCED: 6 tasks x {sin/cos, RoPE,
+  che                measured: 57 min (3,440 s, one process, the command above) on the 2-core CPU shared at load
+                     8-15 (2026-12-06, the re-run with the official generators of issue 17); earlier 84 min for
+                     the first 4 tasks at load 10-19 and 7 min for the other 2 (Cycle Navigation, Parity) on the
+                     idle CPU: ~25-30 min idle in all (REDUCED: 6 tasks x {sin/cos, RoPE,
                      ALiBi} x {plain, randomized}, 1 seed, 2-layer d=64 4-head post-LN models, lr 1e-3, 1500 steps,
                      batch 32, test lengths {41, 100, 200, 500} x 32 samples, plus length 40 for the fit).
                      300 steps (the first version) left every model at the majority class. GPU: minutes.
