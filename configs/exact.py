@@ -32,7 +32,8 @@ Command: ``python -m experiments.run --config=configs/exact.py:<variant> --workd
 
 Time: jit compilation dominates on CPU. Measured on the 2-core CPU while ~8 other jobs ran (load 20-40):
 smoke ~1.5-3 min, quick ~14 min, toy 43 s, tabular with ``--config.tab.target_steps_per_epoch=100`` ~25 min
-per dataset, bench 3.4 min (205 s on 2026-12-06 at load ~10); estimator 3 min (load ~15; it exceeded 15 min before the Genz value draws skipped
+per dataset, bench 3.4 min (205 s on 2026-12-06 at load ~10); estimator 94 s (2026-12-06, load ~10; the quadrature now uses the
+adaptive rule: rmse 8.2e-6 at C=1000, K=16) (load ~15; it exceeded 15 min before the Genz value draws skipped
 the gradient channels), fashion 16 min (load ~15). Expect roughly
 5-10x less on an idle 2-core machine: quick measured 24 s (load ~1, 2026-12-06, whole command). On a GPU: everything except fashion_gpu takes
 seconds to a few minutes; fashion_gpu ~10 min.

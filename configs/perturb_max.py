@@ -26,11 +26,12 @@ Command: python -m experiments.run --config=configs/perturb_max.py:<variant> --w
 Time (2-core CPU, shared) / GPU:
   smoke          ~20-40 s (mostly compilation) / seconds
   quick          ~25 s: table + a small 2-arm CNN run       / ~15 s   (measured 23 s, idle CPU, 2026-12-06)
-  table          712 s at load ~14 (2026-12-06; ~2-3 min idle) / <1 min
+  table          430-712 s at load ~10-14 (two runs on 2026-12-06; ~2-3 min idle) / <1 min
   classify       full 60k train, 5 epochs x 5 seeds x 5 arms: hours on CPU / ~10 min on a GPU
   classify_cpu   12k-image subset, 5k test images, 3 seeds x 4 arms, 150 steps of 128 (~1.6 epochs): ~10 min
   bench          256 x 1000: 405 s at load ~10 (2026-12-06; the pairwise formula: 73 s per fwd+bwd) / ~1 min on a GPU
-  bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): ~1-2 min on the idle CPU
+  bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): 78 s (2026-12-06, load ~8): defaults
+                 92x softmax, label-only NLL 16x, new log_ndtr fwd+bwd 0.29x jax's (2.6 exp passes)
 """
 import ml_collections
 
