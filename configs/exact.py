@@ -24,15 +24,16 @@ on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estima
   library default (mode-centred adaptive Gauss-Hermite, K = 12/16/24 for C <= 16/128/more: ~1e-5 relative error
   in value and gradient) and the old default (Gauss-Hermite K=16 centred at 0, ~1e-3 relative at C = 1000);
   research.special.log_ndtr vs jax's log_ndtr and one exp on the B x C x K grid; quadrature vs Genz at equal
-  error. Ratios only. Measured 2026-12-06 (2-core CPU, load ~10, see results/exact/bench): EXACT / CE at
-  C = 1000 262x (target <= 20x: missed); new log_ndtr fwd+bwd = 0.15x jax's (target <= 0.5x: met).
+  error. Ratios only. Measured 2026-12-06 (2-core CPU, load ~3-4, results/exact/bench): EXACT / CE at
+  C = 1000 122x (target <= 20x: missed; 262x in an earlier run at load ~10); research.special.log_ndtr
+  fwd+bwd = 0.16x / 0.29x / 0.50x jax's on the C = 1000 / 100 / 10 grids (target <= 0.5x: met).
 * ``quick`` -- toy + a reduced breast-cancer search (+ Su's CE ~ 1 - E[p] correlation) + a small estimator table.
 
 Command: ``python -m experiments.run --config=configs/exact.py:<variant> --workdir=results/exact/<variant>``
 
 Time: jit compilation dominates on CPU. Measured on the 2-core CPU while ~8 other jobs ran (load 20-40):
 smoke ~1.5-3 min, quick ~14 min, toy 43 s, tabular with ``--config.tab.target_steps_per_epoch=100`` ~25 min
-per dataset, bench 3.4 min (205 s on 2026-12-06 at load ~10); estimator 94 s (2026-12-06, load ~10; the quadrature now uses the
+per dataset, bench 50 s (2026-12-06, load ~3-4; 205 s at load ~10); estimator 94 s (2026-12-06, load ~10; the quadrature now uses the
 adaptive rule: rmse 8.2e-6 at C=1000, K=16) (load ~15; it exceeded 15 min before the Genz value draws skipped
 the gradient channels), fashion 16 min (load ~15). Expect roughly
 5-10x less on an idle 2-core machine: quick measured 24 s (load ~1, 2026-12-06, whole command). On a GPU: everything except fashion_gpu takes
