@@ -15,11 +15,11 @@ Reproduces the article's analytic claims and checks its qualitative remark:
   (O(nK) max-quantile, Gauss-Hermite levels K=16), max-quantile at K=4/8/16 and the article's O(n^2 K) pairwise
   formula; the label-only NLL with the default adaptive rule (K=24 at n=1000) and the old centred GH K=16;
   research.special.log_ndtr vs jax.scipy.special.log_ndtr vs one exp pass on the B x n x K grid.
-  Issue 20 (measured 2026-12-06, 2-core CPU at load ~9-10, `bench`): full distribution 623x softmax (target
-  <= 10x: missed), label-only NLL 225x (target <= 5x: missed; its log p_y error 2.1e-6 where the old centred
-  rule erred by 120 nats on far-behind labels), new log_ndtr fwd+bwd 0.12x jax's (3.8 exp passes; target <= 0.5:
-  met). The cost is the log Phi evaluations: one forward pass over the 256x1000x16 grid alone is 53x the
-  softmax fwd+bwd (8.1 exp passes), and max-quantile needs ~4 of them.
+  Issue 20 (measured 2026-12-06, 2-core CPU at load ~3, `bench`): full distribution 215x softmax
+  (target <= 10x: missed), label-only NLL 93x (target <= 5x: missed; its log p_y error 2.1e-06 where the old
+  centred rule erred by 117 nats on far-behind labels), new log_ndtr fwd+bwd 0.12x jax's (3.7 exp
+  passes; target <= 0.5: met). The cost is the log Phi evaluations: one forward pass over the 256x1000x16 grid
+  alone is 31x the softmax fwd+bwd (11 exp passes), and max-quantile needs ~4 of them.
 
 Command: python -m experiments.run --config=configs/perturb_max.py:<variant> --workdir=results/perturb_max/<variant>
 
@@ -29,7 +29,7 @@ Time (2-core CPU, shared) / GPU:
   table          430-712 s at load ~10-14 (two runs on 2026-12-06; ~2-3 min idle) / <1 min
   classify       full 60k train, 5 epochs x 5 seeds x 5 arms: hours on CPU / ~10 min on a GPU
   classify_cpu   12k-image subset, 5k test images, 3 seeds x 4 arms, 150 steps of 128 (~1.6 epochs): ~10 min
-  bench          256 x 1000: 405 s at load ~10 (2026-12-06; the pairwise formula: 73 s per fwd+bwd) / ~1 min on a GPU
+  bench          256 x 1000: 138 s at load ~3 (2026-12-06; 405 s at load ~10; pairwise: 28 s per fwd+bwd) / ~1 min on a GPU
   bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): 78 s (2026-12-06, load ~8): defaults
                  92x softmax, label-only NLL 16x, new log_ndtr fwd+bwd 0.29x jax's (2.6 exp passes)
 """
