@@ -17,7 +17,8 @@ Variants and time (2-core CPU shared with other jobs / one GPU):
   table        the full probe grid: 25 rows x n in {8, 32, 128} x 3 seeds (one population per row and n):
                measured 2,365 s (39 min) on the 2-core CPU at load ~10-12 from other jobs; ~3 min GPU.
   table_gpu    same grid, 5 seeds, 3000 steps: GPU.
-  pretrain     MLM, 5 arms, 2 layers d=64, seq 64, 1500 steps, 2 seeds vmapped: ~10 min CPU.
+  pretrain     MLM, 5 arms, 2 layers d=64, seq 64, 1500 steps, 3 seeds (one population per arm): measured
+               813 s (14 min) on the 2-core CPU at load ~5-10 from other jobs.
   pretrain_gpu MLM, 4 layers d=128 (spec P2), seq 128, 15k steps, 3 seeds, all 7 arms: ~1 h GPU.
   bench        forward+backward throughput of every PE/normalizer vs plain softmax and flax MHDPA: ~2 min CPU.
   bench_gpu    the same at B=16, N=1024, d=512, H=8, bfloat16.
@@ -33,7 +34,7 @@ VARIANTS = {
     "quick": "~35 s CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
     "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 3 seeds; 39 min CPU (measured under load)",
     "table_gpu": "full probe grid, 5 seeds, 3000 steps (GPU)",
-    "pretrain": "l2 vs softmax char-level MLM on tiny-shakespeare, CPU size (~10 min)",
+    "pretrain": "l2 vs softmax char-level MLM on tiny-shakespeare, CPU size, 3 seeds (14 min measured under load)",
     "pretrain_gpu": "l2 vs softmax MLM at spec size (4 layers, d=128, 15k steps, 3 seeds) on a GPU",
     "bench": "attention fwd+bwd throughput of each PE/normalizer vs plain softmax and flax MHDPA (CPU)",
     "bench_gpu": "the benchmark at GPU size (bfloat16)",
