@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from research.plotting import write_figure  # noqa: E402
 from research import data as data_lib
 from research.benchmark import time_interleaved
 from research.eval import sts
@@ -589,7 +590,7 @@ def _plot_interactive(workdir, res, tasks, per, curves):
   axes[0].legend(fontsize=8)
   fig.tight_layout()
   p = os.path.join(workdir, "cross_encoder_arms.png")
-  fig.savefig(p, dpi=110)
+  write_figure(fig, p, dpi=110)
   plt.close(fig)
   res.plots.append(p)
   fig, ax = plt.subplots(figsize=(6, 4))
@@ -601,7 +602,7 @@ def _plot_interactive(workdir, res, tasks, per, curves):
   ax.legend(fontsize=7)
   fig.tight_layout()
   p = os.path.join(workdir, "valid_curves.png")
-  fig.savefig(p, dpi=110)
+  write_figure(fig, p, dpi=110)
   plt.close(fig)
   res.plots.append(p)
 

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from scipy import special as sp_special
 
+from research.plotting import write_figure  # noqa: E402
 from research import special
 from research.benchmark import time_interleaved
 from research.distributions import perturb_max
@@ -176,7 +177,7 @@ def run_toy(cfg, workdir, res: Results):
   ax.axvline(b_ce, color="C0", lw=0.5)
   ax.set_xlabel("b"); ax.set_ylabel("loss"); ax.set_title("Toy example (f(x) = x - b): loss vs b")
   ax.legend(fontsize=7); fig.tight_layout()
-  path = os.path.join(workdir, "toy_losses.png"); fig.savefig(path, dpi=110); plt.close(fig)
+  path = os.path.join(workdir, "toy_losses.png"); write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
 
@@ -403,7 +404,7 @@ def run_tabular(cfg, workdir, res: Results):
     ax.bar_label(ax.containers[-1], fmt="%.1f", fontsize=7)   # bars start at 0; the labels carry the differences
     ax.set_ylim(0, 100.5); ax.set_title(f"{name}: test accuracy (%)"); ax.legend(fontsize=7)
   fig.tight_layout()
-  path = os.path.join(workdir, "tabular.png"); fig.savefig(path, dpi=110); plt.close(fig)
+  path = os.path.join(workdir, "tabular.png"); write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
 
@@ -636,7 +637,7 @@ def run_fashion(cfg, workdir, res: Results):
     axes[1].set_yscale("log"); axes[1].set_xlabel("step"); axes[1].legend(fontsize=7)
     axes[1].set_title(f"{ce_key[0]}/CE arm: CE vs smoothed accuracy")
   fig.tight_layout()
-  path = os.path.join(workdir, "fashion.png"); fig.savefig(path, dpi=110); plt.close(fig)
+  path = os.path.join(workdir, "fashion.png"); write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
 
@@ -754,7 +755,7 @@ def run_estimator(cfg, workdir, res: Results):
   axes[1].loglog(Cs, [table[c]["t_quad"] for c in Cs], "s-", label=f"quadrature K={e.num_nodes} fwd+bwd")
   axes[1].set_xlabel("classes C"); axes[1].set_ylabel("seconds"); axes[1].legend(fontsize=7)
   fig.tight_layout()
-  path = os.path.join(workdir, "estimator.png"); fig.savefig(path, dpi=110); plt.close(fig)
+  path = os.path.join(workdir, "estimator.png"); write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from research.plotting import write_figure  # noqa: E402
 from research import data
 from research.eval import retrieval as retr
 from research.eval import summarization as summ
@@ -120,7 +121,7 @@ def part_sanity(cfg, workdir, res: Results):
       ax[0].set_ylabel("estimated distance")
       fig.tight_layout()
       p = os.path.join(workdir, "swissroll.png")
-      fig.savefig(p, dpi=110)
+      write_figure(fig, p, dpi=110)
       plt.close(fig)
       res.plots.append(p)
   for k, (rho_g, ncc, unr) in rows.items():
@@ -138,7 +139,7 @@ def part_sanity(cfg, workdir, res: Results):
   ax.set_title("S^2: kNN-graph geodesic between the poles")
   fig.tight_layout()
   p = os.path.join(workdir, "sphere_pole_to_pole.png")
-  fig.savefig(p, dpi=110)
+  write_figure(fig, p, dpi=110)
   plt.close(fig)
   res.plots.append(p)
 
@@ -221,7 +222,7 @@ def part_retrieval(cfg, workdir, res: Results):
     ax.set_title(name, fontsize=9); ax.legend(fontsize=7)
   fig.tight_layout()
   p = os.path.join(workdir, "retrieval_precision_by_rank.png")
-  fig.savefig(p, dpi=110)
+  write_figure(fig, p, dpi=110)
   plt.close(fig)
   res.plots.append(p)
 
@@ -391,7 +392,7 @@ def part_summarization(cfg, workdir, res: Results):
     ax.set_ylabel("ROUGE-1 F1"); ax.set_title(f"{name} ({cfg.summ_split})", fontsize=9)
   fig.tight_layout()
   p = os.path.join(workdir, "summarization_rouge1.png")
-  fig.savefig(p, dpi=110)
+  write_figure(fig, p, dpi=110)
   plt.close(fig)
   res.plots.append(p)
 

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from research.plotting import write_figure  # noqa: E402
 from research import data as data_lib  # noqa: E402
 from research.eval import generative as gen_eval  # noqa: E402
 from research.geometry import hub_sampler as S  # noqa: E402
@@ -73,7 +74,7 @@ def run_volume(cfg, workdir) -> Results:
   ax[1].legend()
   fig.tight_layout()
   path = os.path.join(workdir, "volume_ratio.png")
-  fig.savefig(path, dpi=110)
+  write_figure(fig, path, dpi=110)
   plt.close(fig)
   res.plots.append(path)
   table = ["| n | rho_n | log10 rho_n |", "|---|---|---|"]
@@ -173,7 +174,7 @@ def run_emergence(cfg, workdir) -> Results:
     ax.set(title=f"d={d}: skew {H.k_skewness(nk):.2f}", xlabel=f"N_{k}", ylabel="count")
   fig.tight_layout()
   p1 = os.path.join(workdir, "emergence_histograms.png")
-  fig.savefig(p1, dpi=100)
+  write_figure(fig, p1, dpi=100)
   plt.close(fig)
   fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
   ax[0].errorbar(dims, skews, yerr=[agg[d]["k_skewness"][1] for d in dims], marker="o")
@@ -183,7 +184,7 @@ def run_emergence(cfg, workdir) -> Results:
   ax[1].set(xlabel="||z||", ylabel=f"N_{k}", yscale="symlog", title=f"d={dmax}: hubs are central")
   fig.tight_layout()
   p2 = os.path.join(workdir, "emergence_skew_vs_d.png")
-  fig.savefig(p2, dpi=100)
+  write_figure(fig, p2, dpi=100)
   plt.close(fig)
   res.plots += [p1, p2]
   return res
@@ -385,7 +386,7 @@ def run_gan(cfg, workdir) -> Results:
       ax.axis("off")
     fig.tight_layout()
     p = os.path.join(workdir, f"gan_{name}_samples.png")
-    fig.savefig(p, dpi=110)
+    write_figure(fig, p, dpi=110)
     plt.close(fig)
     res.plots.append(p)
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -395,7 +396,7 @@ def run_gan(cfg, workdir) -> Results:
     ax.set(xlabel="recall", ylabel="precision", title=f"{name}: quality vs diversity")
     fig.tight_layout()
     p = os.path.join(workdir, f"gan_{name}_precision_recall.png")
-    fig.savefig(p, dpi=110)
+    write_figure(fig, p, dpi=110)
     plt.close(fig)
     res.plots.append(p)
     arch = (f"with a {g.mapping_depth}-layer mapping network (z_dim {g.z_dim}, w_dim {g.w_dim})"

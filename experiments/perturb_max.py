@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, stats
 
+from research.plotting import write_figure  # noqa: E402
 from research.benchmark import time_interleaved
 from research.distributions import perturb_max as pm
 from research.report import Results, Row, fmt
@@ -189,7 +190,7 @@ def _table(config, res: Results, workdir: str) -> None:
     ax.grid(True, which="both", alpha=0.3); ax.legend()
   fig.tight_layout()
   path = os.path.join(workdir, "quadrature_error_vs_K.png")
-  fig.savefig(path, dpi=110); plt.close(fig)
+  write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
   # --- the four properties (float32, default rules) ---
@@ -362,7 +363,7 @@ def _classify(config, res: Results, workdir: str) -> None:
   plt.setp(ax.get_xticklabels(), rotation=20)
   fig.tight_layout()
   path = os.path.join(workdir, "classify_accuracy.png")
-  fig.savefig(path, dpi=110); plt.close(fig)
+  write_figure(fig, path, dpi=110); plt.close(fig)
   res.plots.append(path)
 
 

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from research.plotting import write_figure  # noqa: E402
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import position_sampling as ps  # noqa: E402
 from research.nn import transformer as tf_lib  # noqa: E402
@@ -451,7 +452,7 @@ def run_che(config, workdir: str, res: Results, log) -> None:
   axes[0, -1].legend(fontsize=6)
   fig.tight_layout()
   path = os.path.join(workdir, "che_accuracy_vs_length.png")
-  fig.savefig(path, dpi=110)
+  write_figure(fig, path, dpi=110)
   plt.close(fig)
   res.plots.append(path)
 
@@ -656,7 +657,7 @@ def run_mlm(config, workdir: str, res: Results, log) -> None:
   ax.legend()
   fig.tight_layout()
   path = os.path.join(workdir, "mlm_extrapolation.png")
-  fig.savefig(path, dpi=110)
+  write_figure(fig, path, dpi=110)
   plt.close(fig)
   res.plots.append(path)
 

@@ -28,3 +28,11 @@ def save_figure(fig, workdir: str, name: str, results: Any = None, dpi: int = 11
   if results is not None:
     results.plots.append(path)
   return path
+
+
+def write_figure(fig, path: str, dpi: int = 110) -> str:
+  """``fig.savefig(path)`` on process 0 only (several processes: one writer); the caller closes ``fig``."""
+  jax = sys.modules.get("jax")
+  if jax is None or jax.process_index() == 0:
+    fig.savefig(path, dpi=dpi)
+  return path
