@@ -22,12 +22,13 @@ Variants and time (2-core CPU, 8 emulated devices / one GPU):
   smoke        ~20 s / ~10 s   oracle (1 case, 200 steps) + a 30-step fashion_cnn on 512 images
   quick        ~45 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour);
                measured 43 s at load ~3.4 (2026-12-06, whole command)
-  fashion_cnn  ~12 min CPU (3 arms x 3 seeds x 600 steps = 0.35 epoch, seeds trained one after the other:
-               the reduced CPU budget; measured 729 s on the shared 2-core CPU under load ~18, 55-100 s per
-               arm and seed) / ~2 min GPU (estimate)
+  fashion_cnn  3 arms x 3 seeds x 600 steps (0.35 epoch; the seeds of an arm one after the other: vmapped conv
+               weights are slow on a CPU): measured 996 s on the 2-core CPU at load ~5-8 from other jobs
+               (2026-12-06, population trainer) / ~2 min GPU (estimate)
   fashion_cnn_full  the README's 9 epochs x 3 seeds, seeds vmapped in one program (GPU, not measured here;
                ~5 h on this CPU by the per-step time above with the seed loop, far longer vmapped)
-  lm           ~10 min CPU (2 layers, d=64, ctx 64, batch 16, 3 seeds x 600 steps) / ~2 min GPU
+  lm           2 layers, d=64, ctx 64, batch 16, 3 arms x 3 seeds x 600 steps, each arm's seeds one vmapped
+               population, 50 steps per jitted call: measured 64 s on the 2-core CPU (load ~4) / <1 min GPU
   lm_full      4 layers, d=256, ctx 128, batch 32, 3 seeds x 5000 steps (GPU; ~15 min)
   bench        ~3 min CPU / <1 min GPU: BERT-base-shaped pytree (12 x 768, vocab 30522, 110M params),
                median of 15 interleaved rounds

@@ -61,7 +61,7 @@ def comparison_rows(task, c, out: dict, res: Results, published_steps: str, unit
     else:
       a = V.measured(frac, "no experiment in 9344")
     res.rows.append(V.row(label, f"<= {CLAIM_FRAC:.2f} ({published_steps})" if arm == "amos" else "-", a,
-                          note=note))
+                          measured=V.interval(frac).format(), note=note))
   if "amos" in out:
     r = out["amos"]["state_bytes"] / adamw["state_bytes"]
     res.rows.append(V.row(f"{name}: Amos optimizer-state bytes / AdamW", f"<= {CLAIM_MEMORY:.2f} (paper)",
