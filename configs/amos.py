@@ -20,8 +20,9 @@ Command: ``python -m experiments.run --config=configs/amos.py:<variant> --workdi
 
 Variants and time (2-core CPU, 8 emulated devices / one GPU):
   smoke        ~20 s / ~10 s   oracle (1 case, 200 steps) + a 30-step fashion_cnn on 512 images
-  quick        ~45 s / ~20 s   oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour);
-               measured 43 s at load ~3.4 (2026-12-06, whole command)
+  quick        ~100 s / ~20 s  oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour);
+               measured 103 s inside `make run` on a fresh clone (2026-12-06; population trainer with
+               checkpoints every 50 steps; 43 s with the previous in-memory loop)
   fashion_cnn  3 arms x 3 seeds x 600 steps (0.35 epoch; the seeds of an arm one after the other: vmapped conv
                weights are slow on a CPU): measured 996 s on the 2-core CPU at load ~5-8 from other jobs
                (2026-12-06, population trainer) / ~2 min GPU (estimate)

@@ -13,7 +13,7 @@ Command: ``python -m experiments.run --config=configs/relpos_probe.py:<variant> 
 
 Variants and time (2-core CPU shared with other jobs / one GPU):
   smoke        2 probe rows at n=8, 1 tiny MLM arm: ~15 s CPU (idle).
-  quick        8 headline probe rows at n=32, 1 seed: ~35 s CPU (measured 36 s, load ~1.7, 2026-12-06).
+  quick        8 headline probe rows at n=32, 3 seeds: measured 42 s inside `make run` on a fresh clone (2026-12-06).
   table        the full probe grid: 25 rows x n in {8, 32, 128} x 3 seeds (one population per row and n):
                measured 2,365 s (39 min) on the 2-core CPU at load ~10-12 from other jobs; ~3 min GPU.
   table_gpu    same grid, 5 seeds, 3000 steps: GPU.
