@@ -40,7 +40,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: oracle (1 case) + a tiny fashion_cnn run; used by the tests",
-    "quick": "~45 s CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
+    "quick": "~100 s CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
     "oracle": "jestimator identity over all cases (float64, 200 steps)",
     "fashion_cnn": "README MNIST-CNN recipe on Fashion-MNIST, 3 seeds, reduced CPU budget (0.35 epoch), ~12 min CPU",
     "fashion_cnn_full": "the README's 9 epochs, 3 seeds (GPU-scale)",

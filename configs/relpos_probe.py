@@ -31,7 +31,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; end-to-end check used by the tests (2 probe rows, n=8; 1 tiny MLM arm)",
-    "quick": "~35 s CPU: headline probe rows at n=32 (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
+    "quick": "~45 s CPU: headline probe rows at n=32, 3 seeds (softmax+RoPE at ln n vs l2/exp/abs/[CLS] passing)",
     "table": "the full probe grid (PE x normalizer x mask), n in {8,32,128}, 3 seeds; 39 min CPU (measured under load)",
     "table_gpu": "full probe grid, 5 seeds, 3000 steps (GPU)",
     "pretrain": "l2 vs softmax char-level MLM on tiny-shakespeare, CPU size, 3 seeds (14 min measured under load)",
