@@ -31,6 +31,7 @@ from research.plotting import write_figure  # noqa: E402
 from research.nn import attention as attn_lib  # noqa: E402
 from research.nn import position_sampling as ps  # noqa: E402
 from research.nn import transformer as tf_lib  # noqa: E402
+from research import verdict as V  # noqa: E402
 from research.report import Results, RunLog, Row  # noqa: E402
 from research.tasks import che  # noqa: E402
 
@@ -331,6 +332,11 @@ def run_che(config, workdir: str, res: Results, log) -> None:
     v = [agg(scores[(t, pe, arm)]) for t in tasks if (t, pe, arm) in scores]
     return float(np.mean(v)) if v else float("nan")
 
+  def per_seed_avg(pe, arm):
+    """Seed s's score averaged over the tasks (the unit of the verdict rule: one value per seed)."""
+    v = [scores[(t, pe, arm)] for t in tasks if (t, pe, arm) in scores]
+    return np.mean(np.stack(v), axis=0) if v else np.full((int(c.seeds),), np.nan)
+
   steps_set = sorted({int(d["steps"]) for d in table.values() if d.get("steps") is not None})
   steps_txt = "/".join(str(x) for x in steps_set) if steps_set else str(c.train_steps)
   missing = [t for t in c.tasks if t not in tasks]
@@ -377,35 +383,34 @@ def run_che(config, workdir: str, res: Results, log) -> None:
       gains.append(r - p)
       res.add(f"che/avg/{pe}/plain", p)
       res.add(f"che/avg/{pe}/randomized", r)
-      res.rows.append(Row(
-          name=f"CHE avg score {pe}: randomized vs plain (max over seeds)",
-          published="randomized > plain for every PE",
-          measured=f"{100 * r:.1f}% vs {100 * p:.1f}% ({100 * (r - p):+.1f})",
-          verdict="tie (inconclusive)" if abs(r - p) < 0.005 else ("agrees" if r > p else "disagrees"),
-          note=f"reduced grid ({len(tasks)} tasks, {steps_txt} steps, {c.seeds} seed(s), test lengths "
-               f"{[n for n in c.test_lengths if n > N]})"))
+      a = V.compare(100 * per_seed_avg(pe, "randomized"), 100 * per_seed_avg(pe, "plain"), claim="greater")
+      res.rows.append(V.row(
+          f"CHE avg score {pe}: randomized - plain (points, per seed)", "randomized > plain for every PE", a,
+          note=f"{100 * r:.1f}% vs {100 * p:.1f}% (best seed); reduced grid ({len(tasks)} tasks, {steps_txt} "
+               f"steps, {c.seeds} seed(s), test lengths {[n for n in c.test_lengths if n > N]})"))
     g = float(np.mean(gains))
     res.add("che/avg_gain_randomized", g)
-    res.rows.append(Row(name="CHE average gain of randomization (all PEs, tasks)", published="+12.0 points",
-                        measured=f"{100 * g:+.1f} points",
-                        verdict="tie (inconclusive)" if abs(g) < 0.005 else
-                        ("same direction" if g > 0 else "disagrees"),
-                        note="paper: 15 tasks x 6 PEs, 3 lr x 10 seeds, up to 2M steps; here reduced (CPU)"))
+    rand = np.mean([per_seed_avg(pe, "randomized") for pe in pes], axis=0)
+    plain = np.mean([per_seed_avg(pe, "plain") for pe in pes], axis=0)
+    res.rows.append(V.row("CHE average gain of randomization (all PEs, tasks; points, per seed)",
+                          "+12.0 points (direction compared)", V.compare(100 * rand, 100 * plain, claim="greater"),
+                          note=f"{100 * g:+.1f} points (best seed); paper: 15 tasks x 6 PEs, 3 lr x 10 seeds, up to "
+                               "2M steps; here reduced (CPU)"))
     if "bucket_sort" in tasks:
       best = max(float(np.max(scores[("bucket_sort", pe, "randomized")])) for pe in pes)
       best_plain = max(float(np.max(scores[("bucket_sort", pe, "plain")])) for pe in pes)
       res.add("che/bucket_sort/best_randomized", best)
-      res.rows.append(Row(name="Bucket Sort, best randomized PE", published="~100%",
-                          measured=f"{100 * best:.1f}% (plain best {100 * best_plain:.1f}%)",
-                          verdict="agrees" if best > 0.95 else ("same direction" if best > best_plain else
-                                                                "disagrees"),
-                          note="per-token accuracy averaged over test lengths > N"))
+      best_pe = max(pes, key=lambda pe: float(np.mean(scores[("bucket_sort", pe, "randomized")])))
+      res.rows.append(V.row(f"Bucket Sort, randomized {best_pe} (the best PE; per-seed score)", "~100%",
+                            V.compare_value(scores[("bucket_sort", best_pe, "randomized")], 1.0, tolerance=0.05),
+                            note=f"best seed {100 * best:.1f}% (plain best {100 * best_plain:.1f}%); per-token "
+                                 "accuracy averaged over test lengths > N; ~100% read as >= 95%"))
     if "alibi" in pes and "rope" in pes:
       a_, r_ = avg("alibi", "randomized"), avg("rope", "randomized")
-      res.rows.append(Row(name="randomized ALiBi vs randomized RoPE (avg)", published="ALiBi < RoPE",
-                          measured=f"{100 * a_:.1f}% vs {100 * r_:.1f}%",
-                          verdict="tie (inconclusive)" if abs(a_ - r_) < 0.005 else
-                          ("agrees" if a_ < r_ else "disagrees"), note="Su's reading of Ruoss et al."))
+      res.rows.append(V.row("randomized ALiBi - randomized RoPE (avg score, points, per seed)", "ALiBi < RoPE",
+                            V.compare(100 * per_seed_avg("alibi", "randomized"),
+                                      100 * per_seed_avg("rope", "randomized"), claim="less"),
+                            note=f"{100 * a_:.1f}% vs {100 * r_:.1f}% (best seed); Su's reading of Ruoss et al."))
   for extra in arm_names:
     if extra in ("plain", "randomized"):
       continue
