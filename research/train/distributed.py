@@ -22,11 +22,13 @@ import dataclasses
 import os
 import socket
 import time
+from typing import Any
 
 import jax
+import numpy as np
 
 __all__ = ["CoordinatorUnreachableError", "DistributedSpec", "initialize", "is_main_process",
-           "process_slice", "spec_from_env"]
+           "process_rows", "process_slice", "spec_from_env"]
 
 ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -163,3 +165,9 @@ def process_slice(global_size: int, process_index: int | None = None, process_co
                      "use research.train.global_batch_size() to pick it.")
   size = global_size // n
   return slice(p * size, (p + 1) * size)
+
+
+def process_rows(batch: Any, axis: int = 0) -> Any:
+  """This process's rows (:func:`process_slice`) along axis ``axis`` of every leaf of a global batch."""
+  return jax.tree.map(
+      lambda x: np.asarray(x)[(slice(None),) * axis + (process_slice(np.shape(x)[axis]),)], batch)

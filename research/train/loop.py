@@ -231,7 +231,7 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     for s in range(start, num_steps):
       batch = get_batch(s) if get_batch is not None else next(iterator)
       if not local:
-        batch = jax.tree.map(lambda x: np.asarray(x)[distributed.process_slice(len(x))], batch)
+        batch = distributed.process_rows(batch)
       examples += _batch_size(batch) * jax.process_count()
       state, metrics = step_fn(state, shard_batch(batch, mesh))
       pending.append((s + 1, metrics))

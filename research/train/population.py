@@ -42,15 +42,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from research.report import MetricLogger
 from research.train import checkpoint as ckpt_lib
-from research.train.records import drop_records_after
+from research.train.records import curves, drop_records_after, read_records
 from research.train.loop import NonFiniteLossError, TrainState, make_train_step
 from research.train import distributed
 from research.train.fsdp import place_state
-from research.train.sharding import batch_axes, make_mesh, num_data_shards, replicate
+from research.train.sharding import make_mesh, replicate, shard_batch
 
 __all__ = ["Population", "fit_population", "stack_states", "unstack_state", "with_hyperparams"]
 
@@ -61,11 +60,22 @@ class Population(NamedTuple):
   alive: np.ndarray            # bool[P]: False for runs masked after a non-finite step
   diverged_at: np.ndarray      # int[P]: the step whose update was non-finite, -1 for runs that never diverged
   run_ids: tuple[str, ...]
-  history: list[dict]          # records {"step", "run", "loss", ...} (one per run per log/eval point)
+  history: list[dict]          # records {"step", "run", "loss", ...} (one per run per log/eval point) of this call
+  metrics_path: str | None = None   # the metrics.jsonl the records went to (None: no workdir)
 
   def run(self, i: int) -> TrainState:
     """The state of run ``i`` (no run axis)."""
     return unstack_state(self.state, i)
+
+  def curves(self, key: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+    """``(steps [T], values [P, T])`` of a logged quantity for every run: the whole curve, read back from
+    ``metrics.jsonl`` when there is one (so a resumed or re-run population has it too), else from ``history``.
+    The runs must share their logged steps (they do unless one diverged)."""
+    recs = read_records(self.metrics_path, self.run_ids) if self.metrics_path else self.history
+    cv = curves(recs, key)
+    if not all(r in cv for r in self.run_ids):
+      return np.zeros((0,), int), np.zeros((len(self.run_ids), 0))
+    return np.asarray(cv[self.run_ids[0]][0]), np.asarray([cv[r][1] for r in self.run_ids])
 
 
 def stack_states(states: Sequence[TrainState]) -> TrainState:
@@ -136,26 +146,6 @@ def _population_size(state: TrainState) -> int:
     raise ValueError(f"expected a stacked population state (step of shape (P,)), got step shape {step}; "
                      "build it with research.train.stack_states")
   return step[0]
-
-
-def _put(tree: Any, mesh: jax.sharding.Mesh, axis: int) -> Any:
-  """Places this process's part of a batch with axis ``axis`` (the example axis) sharded over the batch axes
-  of the mesh (``data``, and ``fsdp`` on a 2-D mesh)."""
-  axes = batch_axes(mesh)
-  spec = PartitionSpec(*([None] * axis + [axes[0] if len(axes) == 1 else axes]))
-  sharding = NamedSharding(mesh, spec)
-  local = num_data_shards(mesh) // jax.process_count()
-
-  def put(x):
-    x = np.asarray(x)
-    if x.ndim <= axis:
-      raise ValueError(f"batch leaves need an example axis at position {axis}; got shape {x.shape}")
-    if x.shape[axis] % local:
-      raise ValueError(f"the example axis ({x.shape[axis]}) must be divisible by the number of local devices "
-                       f"({local}); use research.train.global_batch_size() to pick the batch size.")
-    return jax.make_array_from_process_local_data(sharding, x)
-
-  return jax.tree.map(put, tree)
 
 
 def make_population_step(loss_fn: Callable, accum_steps: int = 1, *, shared_batch: bool = False,
@@ -280,11 +270,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
   fn_list = batches if isinstance(batches, (list, tuple)) else [batches]
   local = jax.process_count() == 1 or all(getattr(f, "process_local", False) for f in fn_list)
 
-  def my_rows(batch):
-    if local:
-      return batch
-    return jax.tree.map(lambda x: np.asarray(x)[(slice(None),) * batch_axis
-                                                + (distributed.process_slice(np.shape(x)[batch_axis]),)], batch)
+  my_rows = (lambda b: b) if local else (lambda b: distributed.process_rows(b, batch_axis))
 
   stops = [e for e in (log_every, checkpoint_every if manager is not None else 0, eval_every) if e]
 
@@ -354,7 +340,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       leaves = jax.tree.leaves(per_step[0])
       rows = int(np.shape(leaves[0])[batch_axis]) * jax.process_count()     # this process's rows x processes
       examples += (done - s) * rows * (1 if shared_batch else p) if leaves else 0
-      state, alive, metrics = step_fn(state, alive, _put(batch, mesh, batch_axis + 1), args)
+      state, alive, metrics = step_fn(state, alive, shard_batch(batch, mesh, batch_axis + 1), args)
       pending.append((done, metrics))
       if bar is not None:
         if s == start:     # the first call includes jit compilation: restart the clock so the ETA excludes it
@@ -384,4 +370,5 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     for lg in loggers.values():
       getattr(lg, "close", lambda: None)()
   return Population(state=state, alive=np.asarray(jax.device_get(alive)), diverged_at=diverged_at,
-                    run_ids=run_ids, history=history)
+                    run_ids=run_ids, history=history,
+                    metrics_path=os.path.join(workdir, "metrics.jsonl") if workdir is not None else None)

@@ -90,26 +90,28 @@ def global_batch_size(batch_size: int, mesh: Mesh | None = None) -> int:
   return rounded
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
+def batch_sharding(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Axis ``axis`` of a batch (the example axis) sharded over the mesh's batch axes, the others replicated."""
   axes = batch_axes(mesh)
-  return NamedSharding(mesh, P(axes[0] if len(axes) == 1 else axes))
+  return NamedSharding(mesh, P(*([None] * axis), axes[0] if len(axes) == 1 else axes))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
-  """Places a pytree of host arrays (this process's part of the global batch) sharded on the leading axis."""
-  sharding = batch_sharding(mesh)
+def shard_batch(batch: Any, mesh: Mesh, axis: int = 0) -> Any:
+  """Places a pytree of host arrays (this process's part of the global batch) sharded on axis ``axis``
+  (the leading axis by default; a population's batches ``[steps, runs, examples, ...]`` use axis 2)."""
+  sharding = batch_sharding(mesh, axis)
   n = num_data_shards(mesh) // jax.process_count()
 
   def put(x):
     x = np.asarray(x)
-    if x.ndim == 0:
-      raise ValueError("Batch leaves must have a leading batch axis; got a scalar.")
-    if x.shape[0] % n:
-      raise ValueError(f"The batch axis ({x.shape[0]}) must be divisible by the number of local devices ({n}); "
+    if x.ndim <= axis:
+      raise ValueError(f"Batch leaves must have a batch axis at position {axis}; got shape {x.shape}.")
+    if x.shape[axis] % n:
+      raise ValueError(f"The batch axis ({x.shape[axis]}) must be divisible by the number of local devices ({n}); "
                        "use research.train.global_batch_size() to pick the batch size.")
     return jax.make_array_from_process_local_data(sharding, x)
 
