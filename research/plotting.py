@@ -21,9 +21,7 @@ def save_figure(fig, workdir: str, name: str, results: Any = None, dpi: int = 11
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, name)
   fig.tight_layout()
-  jax = sys.modules.get("jax")               # several processes (jax.distributed): only process 0 writes
-  if jax is None or jax.process_index() == 0:
-    fig.savefig(path, dpi=dpi)
+  write_figure(fig, path, dpi)                # several processes (jax.distributed): only process 0 writes
   plt.close(fig)
   if results is not None:
     results.plots.append(path)

@@ -10,18 +10,11 @@ import numpy as np
 from experiments.amos.arms import ARM_LABEL
 from research import verdict as V
 from research.plotting import save_figure, subplots
-from research.report import Results, fmt
+from research.report import Results
+from research.train.records import steps_to_target
 
 CLAIM_FRAC = 0.70     # paper: AdamW's final loss in <= 70 % of the steps
 CLAIM_MEMORY = 0.51   # paper: with <= 51 % of AdamW's slot memory
-
-
-def steps_to(steps: np.ndarray, curve: np.ndarray, target: float) -> float:
-  """The first evaluated step whose loss is <= target; censored at one evaluation past the end if never."""
-  hit = np.flatnonzero(curve <= target)
-  if hit.size:
-    return float(steps[hit[0]])
-  return float(steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else steps[-1]))
 
 
 def learned(task, arm_out) -> V.Assessment:
@@ -44,7 +37,7 @@ def comparison_rows(task, c, out: dict, res: Results, published_steps: str, unit
   base_ok = learned(task, adamw)
   for arm in [a for a in ("amos", "adamw_su_r3") if a in out]:
     o = out[arm]
-    frac = np.array([steps_to(o["steps"], o["val_loss"][s], target[s]) for s in range(len(target))]) / c.num_steps
+    frac = np.array([steps_to_target(o["steps"], o["val_loss"][s], target[s]) for s in range(len(target))]) / c.num_steps
     res.add(f"{name}_{arm}_steps_to_adamw_loss_frac", float(frac.mean()))
     res.add(f"{name}_{arm}_seeds_reaching_adamw_loss", float(np.sum(frac <= 1.0)))
     label = f"{name}: {ARM_LABEL[arm]} steps to its seed's AdamW final val loss (fraction of {c.num_steps})"
@@ -128,7 +121,3 @@ ARMS_NOTE = (
     "through `research.train.fit_population` (checkpointed; a re-run resumes); run s of every arm has the same "
     "init and data order, so arms are compared seed by seed. Verdicts: research.verdict (95 % t-interval over "
     "seeds; an arm whose val loss is not below the uniform prediction's has not learned).")
-
-
-def fmt_frac(x: float) -> str:
-  return fmt(100 * x, 3) + " %"

@@ -1,7 +1,6 @@
 """Training the arms of a task: each arm's seeds are one population (or, with ``seed_loop``, one each)."""
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -11,7 +10,6 @@ from experiments.amos.arms import make_arm
 from experiments.amos.tasks import Task
 from research import train
 from research.optim import memory
-from research.train import records
 
 
 def run_seed(config_seed: int, s: int) -> int:
@@ -44,7 +42,7 @@ def train_arms(task: Task, c, *, seed: int, workdir: str, fsdp: int = 1) -> dict
       return loss, {"acc": acc}
 
     t0 = time.time()
-    params, run_ids = [], []
+    params, val_loss = [], []
     for group in groups:
       keys = [jax.random.fold_in(jax.random.key(seed), s) for s in group]
       states = [train.TrainState.create(params=task.init(k), tx=tx, rng=k) for k in keys]
@@ -56,10 +54,9 @@ def train_arms(task: Task, c, *, seed: int, workdir: str, fsdp: int = 1) -> dict
           checkpoint_every=c.eval_every * max(1, c.num_steps // c.eval_every // 4), steps_per_call=c.eval_every,
           desc=f"{task.name}/{arm}", mesh=mesh)
       params.append(jax.device_get(pop.state.params))
-      run_ids += ids
-    recs = records.read_records(os.path.join(workdir, "metrics.jsonl"), run_ids)
-    cv = records.curves(recs, "val_loss")
-    out[arm] = {"steps": np.asarray(cv[run_ids[0]][0]), "val_loss": np.asarray([cv[r][1] for r in run_ids]),
+      steps, vl = pop.curves("val_loss")
+      val_loss.append(vl)
+    out[arm] = {"steps": steps, "val_loss": np.concatenate(val_loss),
                 "params": jax.tree.map(lambda *xs: np.concatenate(xs), *params),
                 "state_bytes": memory.state_bytes(tx, task.init(jax.random.key(seed))),
                 "seconds": time.time() - t0, "info": info}

@@ -6,7 +6,6 @@ judges), ``pretrain`` (char-level MLM on tiny-shakespeare: :mod:`.pretrain`), ``
 """
 from __future__ import annotations
 
-import os
 
 from experiments.relpos_probe import bench, grid, pretrain, probe, tables
 from research.report import Results
@@ -38,7 +37,5 @@ def run(config, workdir: str) -> Results:
     tables.pretrain_rows(config.pretrain, curves, majority, res)
     tables.pretrain_figure(curves, workdir, res)
   if "bench" in config.parts:
-    tables_times = bench.time_layers(config.bench, config.seed)
-    bench.bench_rows(config.bench, tables_times, res)
-  os.makedirs(workdir, exist_ok=True)
+    bench.bench_rows(config.bench, bench.time_layers(config.bench, config.seed), res)
   return res

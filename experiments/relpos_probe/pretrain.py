@@ -1,7 +1,6 @@
 """l2-vs-softmax char-level masked-LM pretraining (kexue 9105, spec 03 §6.4): one population per arm."""
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,6 @@ import optax
 from experiments.relpos_probe.grid import char_corpus, pretrain_model
 from research import train
 from research.nn import transformer as tfm
-from research.train import records
 
 
 def windows(arr: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...], length: int) -> np.ndarray:
@@ -63,11 +61,8 @@ def train_arms(pc, *, seed: int, workdir: str | None, data_dir=None, fsdp: int =
                                log_every=pc.eval_every, steps_per_call=pc.eval_every,
                                checkpoint_every=pc.eval_every * max(1, pc.steps // pc.eval_every // 4),
                                desc=f"pretrain {arm}", mesh=train.make_mesh(fsdp=fsdp))
-    recs = records.read_records(os.path.join(workdir, "metrics.jsonl"), run_ids) if workdir else pop.history
-    vl, va = records.curves(recs, "val_loss"), records.curves(recs, "val_acc")
-    curves[arm] = {"step": np.asarray(vl[run_ids[0]][0]),
-                   "val_loss": np.asarray([vl[r][1] for r in run_ids]),
-                   "val_acc": np.asarray([va[r][1] for r in run_ids])}
+    steps, val_loss = pop.curves("val_loss")
+    curves[arm] = {"step": steps, "val_loss": val_loss, "val_acc": pop.curves("val_acc")[1]}
     print(f"[pretrain] {arm:18s} final val loss {curves[arm]['val_loss'][:, -1].mean():.4f} "
           f"acc {curves[arm]['val_acc'][:, -1].mean():.4f} ({len(seeds)} seeds)", flush=True)
   return curves, majority

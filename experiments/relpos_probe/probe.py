@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import jax
@@ -14,11 +13,6 @@ from experiments.relpos_probe.grid import probe_model
 from research import train
 from research.nn import transformer as tfm
 from research.tasks import probe as probe_lib
-from research.train import records
-
-
-def probe_data(row_boundary: str, n: int) -> dict[str, np.ndarray]:
-  return probe_lib.make_probe(n, row_boundary)
 
 
 def measure(model, params, data, tie_tol: float) -> dict[str, jax.Array]:
@@ -37,7 +31,7 @@ def train_row(pc, row: str, n: int, *, seed: int, workdir: str | None, boundary:
   Run ``s`` is initialised from ``fold_in(key(seed), s)``. Returns per-seed arrays ``ce, acc, raw_acc,
   spread`` and the training-loss curve ``curve [seeds, points]`` at ``steps`` (logged every ~steps/50).
   """
-  data = probe_data(boundary, n)
+  data = probe_lib.make_probe(n, boundary)
   model = probe_model(pc, row, n)
   tokens = jnp.asarray(data["tokens"])
   tx = optax.adam(pc.lr)
@@ -60,10 +54,7 @@ def train_row(pc, row: str, n: int, *, seed: int, workdir: str | None, boundary:
   out = jax.device_get(jax.jit(jax.vmap(lambda p: measure(model, p, data, pc.tie_tol)))(pop.state.params))
   out = {k: np.asarray(v) for k, v in out.items()}
   # the whole curve, also when this call only resumed a finished population: from metrics.jsonl
-  recs = records.read_records(os.path.join(workdir, "metrics.jsonl"), pop.run_ids) if workdir else pop.history
-  cv = records.curves(recs, "loss")
-  out["curve_steps"] = np.asarray(cv[pop.run_ids[0]][0]) if pop.run_ids[0] in cv else np.zeros((0,), int)
-  out["curve"] = np.asarray([cv[r][1] if r in cv else [] for r in pop.run_ids])
+  out["curve_steps"], out["curve"] = pop.curves("loss")
   out["time"] = np.asarray(time.time() - t0)
   out["diverged"] = pop.diverged_at
   return out

@@ -10,6 +10,7 @@ from research import verdict as V
 from research.plotting import save_figure, subplots
 from research.report import Results, Row
 from research.tasks import probe as probe_lib
+from research.train.records import steps_to_target
 
 EXACT_ACC_TOL = 1e-6     # tie-aware accuracy is a multiple of 1/n: this only absorbs float rounding
 CE_TOL = 1e-3            # CE may sit above its bound (not converged); below it by more than this is a violation
@@ -105,16 +106,6 @@ def probe_figures(table: dict[str, dict[int, dict]], ns: list[int], workdir: str
   save_figure(fig, workdir, "probe_curves.png", res)
 
 
-def steps_to_loss(curve: dict, target: float) -> np.ndarray:
-  """Per seed, the first evaluated step whose val loss is <= target (the last step + 1 eval if never)."""
-  steps, vl = curve["step"], curve["val_loss"]
-  out = []
-  for s in range(vl.shape[0]):
-    hit = np.flatnonzero(vl[s] <= target)
-    out.append(steps[hit[0]] if hit.size else steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1))
-  return np.asarray(out, float)
-
-
 PRETRAIN_CLAIMS = [  # (arm a, arm b, published, claim about a vs b)
     ("std_l2_shrunk", "std_softmax", "slightly worse than softmax (after shrinking W_V, W_O init)", "less"),
     ("std_l2", "std_softmax", "needs the shrunk init (default init trains worse)", "less"),
@@ -137,7 +128,7 @@ def pretrain_rows(pc, curves: dict, majority: float, res: Results) -> None:
                           note=f"{V.interval(final_acc[a]).format(4)} vs {V.interval(final_acc[b]).format(4)}"))
   if "gau_l2" in curves and "gau_softmax" in curves:
     target = float(max(curves[a]["val_loss"][:, -1].max() for a in ("gau_l2", "gau_softmax")))
-    sa, sb = steps_to_loss(curves["gau_l2"], target), steps_to_loss(curves["gau_softmax"], target)
+    sa, sb = (steps_to_target(curves[a]["step"], curves[a]["val_loss"], target) for a in ("gau_l2", "gau_softmax"))
     res.add("pretrain_fixed_loss", target)
     res.add("pretrain_gau_l2_steps_to_loss", sa.mean())
     res.add("pretrain_gau_softmax_steps_to_loss", sb.mean())

@@ -10,6 +10,8 @@ import json
 import os
 from typing import Iterable
 
+import numpy as np
+
 
 def drop_records_after(path: str, runs: Iterable[str | None], step: int) -> int:
   """Removes the records of ``runs`` (``None``: records without a ``"run"`` tag) whose step is past ``step``.
@@ -63,3 +65,13 @@ def curves(records: Iterable[dict], key: str = "loss") -> dict[str | None, tuple
     if key in r:
       by_run.setdefault(r.get("run"), {})[int(r["step"])] = float(r[key])
   return {run: (sorted(d), [d[s] for s in sorted(d)]) for run, d in by_run.items()}
+
+
+def steps_to_target(steps, values, target: float):
+  """Per curve, the first recorded step whose value is <= ``target``; censored at one recording interval past
+  the end if it never gets there. ``values`` is ``[T]`` or ``[runs, T]`` over the recorded ``steps`` ``[T]``."""
+  steps, values = np.asarray(steps, float), np.asarray(values, float)
+  never = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else steps[-1])
+  reached = values <= target
+  first = np.where(reached.any(-1), steps[np.argmax(reached, axis=-1)], never)
+  return first if first.ndim else float(first)
