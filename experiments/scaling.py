@@ -83,8 +83,7 @@ def step_time(c) -> dict[str, float]:
   state = train.place_state(train.TrainState.create(params=params, tx=tx, rng=c.seed), mesh)
   step = jax.jit(train.make_train_step(loss_fn), donate_argnums=(0,),
                  out_shardings=(train.state_shardings(state, mesh), train.replicated_sharding(mesh)))
-  rows = train.distributed.process_slice(c.batch_size)
-  local = [{k: v[rows] for k, v in batch(s).items()} for s in range(c.warmup_steps + c.steps)]
+  local = [train.distributed.process_rows(batch(s)) for s in range(c.warmup_steps + c.steps)]
   for s in range(c.warmup_steps):
     state, metrics = step(state, train.shard_batch(local[s], mesh))
   jax.block_until_ready((state, metrics))

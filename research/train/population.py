@@ -103,6 +103,11 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
   return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *states)
 
 
+def _stack_host(trees: Sequence[Any]) -> Any:
+  """Host (numpy) pytrees of the same structure stacked along a new leading axis."""
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
 def unstack_state(state: TrainState, i: int) -> TrainState:
   """Run ``i`` of a stacked state."""
   return jax.tree.map(lambda x: x[i], state)
@@ -221,7 +226,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     if len(batches) != p:
       raise ValueError(f"got {len(batches)} batch functions for {p} runs")
     fns = list(batches)
-    get_batch = lambda t: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[f(t) for f in fns])
+    get_batch = lambda t: _stack_host([f(t) for f in fns])
   elif callable(batches):
     get_batch = batches
   else:
@@ -336,7 +341,7 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     while s < num_steps:
       done = chunk_end(s)
       per_step = [my_rows(get_batch(t)) for t in range(s, done)]
-      batch = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *per_step)
+      batch = _stack_host(per_step)
       leaves = jax.tree.leaves(per_step[0])
       rows = int(np.shape(leaves[0])[batch_axis]) * jax.process_count()     # this process's rows x processes
       examples += (done - s) * rows * (1 if shared_batch else p) if leaves else 0
