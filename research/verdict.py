@@ -139,6 +139,15 @@ def learned(scores: Sequence[float] | np.ndarray, chance: float, *, level: float
   return Assessment(Verdict.NOT_LEARNED, iv, f"interval does not clear chance {chance:.4g}")
 
 
+def _against_band(iv: Interval, lo: float, hi: float, band: str, what: str = "") -> Assessment:
+  """Agrees when the interval lies inside ``[lo, hi]``, differs when it misses it entirely, else inconclusive."""
+  if lo <= iv.lo and iv.hi <= hi:
+    return Assessment(Verdict.AGREES, iv, f"{what}within {band}")
+  if iv.lo > hi or iv.hi < lo:
+    return Assessment(Verdict.DIFFERS, iv, f"{what}outside {band}")
+  return Assessment(Verdict.INCONCLUSIVE, iv, f"interval straddles {band}")
+
+
 def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
             claim: Literal["greater", "less", "equal"], tolerance: float = 0.0,
             chance_a: float | None = None, chance_b: float | None = None, level: float = LEVEL,
@@ -166,11 +175,7 @@ def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
   if d.n < min_seeds:
     return Assessment(Verdict.INCONCLUSIVE, d, f"{d.n} seed(s) < {min_seeds}")
   if claim == "equal":
-    if -tolerance <= d.lo and d.hi <= tolerance:
-      return Assessment(Verdict.AGREES, d, f"difference within +-{tolerance:.3g}")
-    if d.lo > tolerance or d.hi < -tolerance:
-      return Assessment(Verdict.DIFFERS, d, f"difference outside +-{tolerance:.3g}")
-    return Assessment(Verdict.INCONCLUSIVE, d, f"interval straddles +-{tolerance:.3g}")
+    return _against_band(d, -tolerance, tolerance, f"+-{tolerance:.3g}", "difference ")
   sign = 1.0 if claim == "greater" else -1.0
   lo, hi = sorted((sign * d.lo, sign * d.hi))
   if lo > 0:
@@ -197,12 +202,7 @@ def compare_value(samples: Sequence[float] | np.ndarray, published: float, *, to
   iv = interval(samples, level=level, method=method)
   if iv.n < min_seeds:
     return Assessment(Verdict.INCONCLUSIVE, iv, f"{iv.n} seed(s) < {min_seeds}")
-  lo_band, hi_band = published - tolerance, published + tolerance
-  if lo_band <= iv.lo and iv.hi <= hi_band:
-    return Assessment(Verdict.AGREES, iv, f"within {published:.4g} +- {tolerance:.3g}")
-  if iv.lo > hi_band or iv.hi < lo_band:
-    return Assessment(Verdict.DIFFERS, iv, f"outside {published:.4g} +- {tolerance:.3g}")
-  return Assessment(Verdict.INCONCLUSIVE, iv, f"interval straddles {published:.4g} +- {tolerance:.3g}")
+  return _against_band(iv, published - tolerance, published + tolerance, f"{published:.4g} +- {tolerance:.3g}")
 
 
 def compare_samples(measured_correct: Sequence[int] | np.ndarray, published_accuracy: float, num_test: int, *,
