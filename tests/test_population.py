@@ -212,3 +212,33 @@ def test_population_on_fsdp_mesh_equals_replicated():
   assert w.sharding.shard_shape(w.shape) != w.shape                   # actually sharded
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
                jax.device_get(outs[0].state.params), jax.device_get(outs[1].state.params))
+
+
+def _two_player_step(state, batch):
+  """A custom step that is not one gradient step: x moves, then y moves against the updated x (like a GAN)."""
+  x, y = state.params["x"], state.params["y"]
+  batch = batch.mean()
+  gx = y * batch - x                      # d/dx of -(x·y·b - x²/2): x descends
+  x = x + 0.1 * gx
+  gy = x * batch - 0.5 * y                # y ascends with the updated x (alternating, like a GAN)
+  y = y + 0.1 * gy
+  loss = -(x * y).mean() * batch
+  params = {"x": x, "y": y}
+  return state.replace(step=state.step + 1, params=params), {"loss": loss, "finite": jnp.isfinite(loss)}
+
+
+def test_custom_train_step_fit_and_population_agree(tmp_path):
+  """A custom train_step (alternating updates) runs through fit and fit_population with the same result."""
+  params = lambda s: {"x": jnp.full((3,), 0.1 * (s + 1)), "y": jnp.full((3,), 0.2)}
+  batches = lambda t: jnp.full((8,), 1.0 + 0.01 * t)
+  tx = optax.identity()
+  mk = lambda s: train.TrainState.create(params=params(s), tx=tx, rng=s)
+  singles = [train.fit(None, mk(s), batches, num_steps=7, train_step=_two_player_step, progress=False,
+                       log_every=7)[0] for s in range(2)]
+  popn = train.fit_population(None, [mk(s) for s in range(2)], [batches] * 2, num_steps=7, progress=False,
+                              train_step=_two_player_step, log_every=7, workdir=str(tmp_path))
+  for s in range(2):
+    np.testing.assert_allclose(popn.run(s).params["x"], singles[s].params["x"], rtol=1e-6)
+    np.testing.assert_allclose(popn.run(s).params["y"], singles[s].params["y"], rtol=1e-6)
+  with pytest.raises(ValueError, match="custom train_step"):
+    train.fit(None, mk(0), batches, num_steps=1, progress=False)

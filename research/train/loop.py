@@ -119,6 +119,17 @@ def make_train_step(loss_fn: LossFn, accum_steps: int = 1) -> Callable:
   return step
 
 
+def _resolve_step(loss_fn: LossFn | None, train_step: Callable | None, accum_steps: int) -> Callable:
+  """``train_step`` when given (then ``accum_steps`` must be 1), else ``make_train_step(loss_fn)``."""
+  if train_step is None:
+    if loss_fn is None:
+      raise ValueError("give a loss_fn, or a custom train_step(state, batch) -> (state, metrics)")
+    return make_train_step(loss_fn, accum_steps)
+  if accum_steps != 1:
+    raise ValueError(f"accum_steps={accum_steps} needs the built-in step; a custom train_step accumulates itself")
+  return train_step
+
+
 def _batch_size(batch: Any) -> int:
   leaves = jax.tree.leaves(batch)
   return int(np.shape(leaves[0])[0]) if leaves else 0
@@ -128,7 +139,9 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
         num_steps: int, workdir: str | None = None, eval_fn: Callable[[Any], dict] | None = None,
         eval_every: int = 0, checkpoint_every: int = 0, log_every: int = 50, accum_steps: int = 1,
         desc: str = "train", mesh: jax.sharding.Mesh | None = None, progress: bool = True,
-        keep_checkpoints: int = 2, run_name: str = "") -> tuple[TrainState, list[dict]]:
+        keep_checkpoints: int = 2, run_name: str = "",
+        train_step: Callable[[TrainState, Any], tuple[TrainState, dict]] | None = None
+        ) -> tuple[TrainState, list[dict]]:
   """Trains ``state`` for ``num_steps`` steps in total (counting steps restored from a checkpoint).
 
   Args:
@@ -145,6 +158,10 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     accum_steps: gradient accumulation micro-batches per step.
     mesh: device mesh (default: all devices; ``make_mesh(fsdp=F)`` for sharded parameters).
     run_name: tag written in every ``metrics.jsonl`` record (and checkpoint sub-directory) of this run.
+    train_step: a custom step ``(state, batch) -> (state, metrics)`` for updates that are not one gradient
+      step of ``loss_fn`` (e.g. a GAN's alternating discriminator and generator updates); it replaces
+      ``make_train_step(loss_fn)`` (``loss_fn`` may then be ``None``). Its metrics need ``loss`` and
+      ``finite`` (whether the update was applied), and it must increment ``state.step``.
 
   Returns:
     The final state and the history: a list of dicts ``{"step", "loss", ...}`` (one per log/eval point).
@@ -172,7 +189,7 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
   start = int(state.step)
   get_batch = batches if callable(batches) else None
   iterator = None if callable(batches) else iter(batches)
-  step_fn = jax.jit(make_train_step(loss_fn, accum_steps), donate_argnums=(0,),
+  step_fn = jax.jit(_resolve_step(loss_fn, train_step, accum_steps), donate_argnums=(0,),
                     out_shardings=(state_shardings(state, mesh), replicated_sharding(mesh)))
   # Several processes: each places only its rows of the global batch (batch_fn's batches are already those).
   local = jax.process_count() == 1 or getattr(batches, "process_local", False)

@@ -46,7 +46,7 @@ import optax
 from research.report import MetricLogger
 from research.train import checkpoint as ckpt_lib
 from research.train.records import curves, drop_records_after, read_records
-from research.train.loop import NonFiniteLossError, TrainState, make_train_step
+from research.train.loop import NonFiniteLossError, TrainState, _resolve_step
 from research.train import distributed
 from research.train.fsdp import place_state
 from research.train.sharding import make_mesh, replicate, shard_batch
@@ -153,15 +153,17 @@ def _population_size(state: TrainState) -> int:
   return step[0]
 
 
-def make_population_step(loss_fn: Callable, accum_steps: int = 1, *, shared_batch: bool = False,
-                         with_args: bool = False) -> Callable:
+def make_population_step(loss_fn: Callable | None, accum_steps: int = 1, *, shared_batch: bool = False,
+                         with_args: bool = False, train_step: Callable | None = None) -> Callable:
   """The (un-jitted) population step ``(state, alive, batch, args) -> (state, alive, metrics)``.
 
   ``metrics`` has a leading run axis; ``finite`` says whether each run's update was applied.
   """
   def one(state, batch, args):
+    if train_step is not None:
+      return _resolve_step(None, train_step, accum_steps)(*((state, batch, args) if with_args else (state, batch)))
     lf = (lambda p, b, r: loss_fn(p, b, r, args)) if with_args else loss_fn
-    return make_train_step(lf, accum_steps)(state, batch)
+    return _resolve_step(lf, None, accum_steps)(state, batch)
 
   vstep = jax.vmap(one, in_axes=(0, None if shared_batch else 0, 0 if with_args else None))
 
@@ -185,7 +187,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
                    workdir: str | None = None, eval_fn: Callable[[Any], dict] | None = None, eval_every: int = 0,
                    checkpoint_every: int = 0, log_every: int = 50, accum_steps: int = 1,
                    desc: str = "population", mesh: jax.sharding.Mesh | None = None, progress: bool = True,
-                   keep_checkpoints: int = 2, name: str = "population", steps_per_call: int = 1) -> Population:
+                   keep_checkpoints: int = 2, name: str = "population", steps_per_call: int = 1,
+                   train_step: Callable | None = None) -> Population:
   """Trains a population of runs for ``num_steps`` steps in total (counting restored steps).
 
   Args:
@@ -203,6 +206,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     steps_per_call: run up to this many steps in one jitted call (a ``lax.scan`` over their stacked
       batches), which removes the per-step dispatch cost of small models; a call never crosses a log,
       eval or checkpoint step, so the records and the resumed states are the same for every value.
+    train_step: a custom step for ONE run, ``(state, batch[, args]) -> (state, metrics)``, as in ``fit``
+      (``loss_fn`` may then be ``None``); it is vmapped over the population like the built-in one.
 
   Returns:
     A :class:`Population`. Raises :class:`NonFiniteLossError` only when every run has diverged.
@@ -259,7 +264,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
   alive = replicate(alive, mesh)
   args = replicate(run_args, mesh) if with_args else None
   start = int(np.asarray(jax.device_get(state.step)).max())
-  one_step = make_population_step(loss_fn, accum_steps, shared_batch=shared_batch, with_args=with_args)
+  one_step = make_population_step(loss_fn, accum_steps, shared_batch=shared_batch, with_args=with_args,
+                                  train_step=train_step)
 
   def chunk_fn(state, alive, batches_k, args):
     def body(carry, b):
