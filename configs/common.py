@@ -52,6 +52,7 @@ RANGES: tuple[tuple[str, str, float, float, str], ...] = (
     (r".*_beta|.*momentum", "prob", 0, 0.999999, "a decay rate in [0, 1)"),
     (r"dropout|mask_prob|.*frac|.*fraction|.*fraction\[\]|redundancy|min_span|shrink_factor|fallback_acceptance|"
      r"test_size|val_size", "prob", 0, 1, "a fraction in [0, 1]"),
+    (r"psis\[\]|health_recall", "open", 0, 1, "a truncation factor psi / a recall floor in (0, 1]"),
     (r"amos_lr|.*weight_decay|swiss_noise", "float", 0, _INF, "a non-negative number (0: the default rule)"),
     (r"lr|.*_lr|lr_.*|learning_rate|.*_eps|.*tol|.*sigma.*|.*scale|.*clip|.*clip_.*|.*_gamma|.*variance|margin|"
      r".*spread|su_alpha0|su_q|b_step|beta_kappas\[\]|kappa", "open", 0, _INF, "a positive number"),
