@@ -9,7 +9,7 @@ WORKDIR ?= workdirs
 PYTEST_ARGS ?= -n 2 --durations=20
 EMULATED := XLA_FLAGS=--xla_force_host_platform_device_count=8
 
-.PHONY: venv run test test-all bench reproduce report lint list clean
+.PHONY: venv run test test-all bench reproduce reproduce-gpu report lint list clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -39,6 +39,13 @@ bench: venv
 ## Every config's reproduction variants (its REPRODUCE list), into results/<config>/<variant>, then REPORT.md.
 reproduce: venv
 	$(PY) -m experiments.reproduce --out=results
+
+## The full-size (GPU) variants of every config (its REPRODUCE_GPU list), meant to take <= 10 min on one H100:
+## installs the CUDA build of the pinned jax into the venv first. Refuses to run without a GPU.
+JAX_CUDA_SPEC ?= jax[cuda12]
+reproduce-gpu: venv
+	$(PY) -m pip install -q "$(JAX_CUDA_SPEC)==$$($(PY) -c 'import jax; print(jax.__version__)')"
+	$(PY) -m experiments.reproduce --gpu --out=results
 
 ## Rebuild REPORT.md from the results already in results/.
 report: venv

@@ -49,6 +49,7 @@ VARIANTS = {
     "bench": "update time on a BERT-base-shaped 110M-parameter pytree: Amos vs oracle vs adamw; state bytes",
 }
 REPRODUCE = ["oracle", "fashion_cnn", "lm", "bench"]
+REPRODUCE_GPU = ["fashion_cnn_full", "lm_full"]   # make reproduce-gpu (not yet run: no GPU lent)
 
 
 def _arms(cfg_task, *, amos_lr, amos_beta, amos_clip, amos_momentum, amos_warmup, adamw_lr, su_alpha0,
@@ -87,26 +88,26 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   f = cfg.fashion = ml_collections.ConfigDict()
   f.seeds = 3
   f.batch_size = 32
-  f.num_steps = 600
+  f.num_steps = 3 * (55000 // 32)   # 3 epochs of the 55,000 training images at batch 32 (5,154 steps)
   f.train_limit = 0          # 0: all 55000 training images (after holding out the validation set)
   f.test_limit = 0           # 0: all 10000 test images
   f.val_size = 5000          # held out from the training split
   f.val_eval_size = 2000     # validation images used at each evaluation
-  f.eval_every = 50
+  f.eval_every = 100         # < 2 % of the run
   _arms(f, amos_lr=0.0, amos_beta=0.98, amos_clip=32 ** 0.5, amos_momentum=0.0, amos_warmup=0, adamw_lr=1e-3,
         su_alpha0=1e-2, su_half_life_frac=0.5)
   f.seed_loop = True
 
   m = cfg.lm = ml_collections.ConfigDict()
-  m.seeds = 3
+  m.seeds = 5                # paired per-seed comparisons: >= 3 seeds for a verdict, 5 for a tighter interval
   m.batch_size = 16
   m.seq_len = 64
   m.num_layers = 2
   m.d_model = 64
   m.num_heads = 4
   m.d_ff = 256
-  m.num_steps = 600
-  m.eval_every = 50
+  m.num_steps = 1200
+  m.eval_every = 24          # 2 % of the run: steps-to-target is resolved to 2 % of the steps
   m.val_batches = 8
   _arms(m, amos_lr=0.0, amos_beta=0.98, amos_clip=1.0, amos_momentum=0.9, amos_warmup=30, adamw_lr=2e-3,
         su_alpha0=1e-2, su_half_life_frac=0.5)

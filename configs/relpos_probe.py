@@ -40,6 +40,7 @@ VARIANTS = {
     "bench_gpu": "the benchmark at GPU size (bfloat16)",
 }
 REPRODUCE = ["table", "pretrain", "bench"]
+REPRODUCE_GPU = ["table_gpu", "pretrain_gpu", "bench_gpu"]   # make reproduce-gpu (not yet run: no GPU lent)
 
 QUICK_ROWS = ["none_softmax_bi", "rope_softmax_bi", "abs_sin_softmax_bi", "rope_l2_bi", "rope_exp_bi",
               "alibi_sym_l2_bi", "rope_softmax_bi_clssep", "rope_softmax_causal"]

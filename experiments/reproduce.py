@@ -3,8 +3,10 @@
 Usage::
 
     python -m experiments.reproduce [--out=results] [--variants=bench] [--configs=amos,exact] [--report-only]
+    python -m experiments.reproduce --gpu        # each config's REPRODUCE_GPU list (make reproduce-gpu)
 
-Without ``--variants`` each config's ``REPRODUCE`` list is run. Each run goes to
+Without ``--variants`` each config's ``REPRODUCE`` list is run (``REPRODUCE_GPU`` with ``--gpu``, which refuses
+to start without an accelerator and prints the total time against the 10-minute single-GPU budget). Each run goes to
 ``<out>/<config>/<variant>/`` (results.json, results.md, plots, metrics.jsonl); REPORT.md then gathers every
 ``results.md`` under ``<out>``, in the order of the mission table, with links to the plots.
 """
@@ -69,12 +71,21 @@ def main(argv=None) -> int:
   ap.add_argument("--variants", default=None, help="comma-separated variants to run instead of REPRODUCE")
   ap.add_argument("--configs", default=None, help="comma-separated config names (default: all)")
   ap.add_argument("--report-only", action="store_true")
+  ap.add_argument("--gpu", action="store_true", help="run each config's REPRODUCE_GPU variants (needs a GPU)")
   args = ap.parse_args(argv)
+  if args.gpu and not args.report_only:
+    import jax
+    if jax.default_backend() == "cpu":
+      print("--gpu needs an accelerator, but JAX sees only the CPU. Install a CUDA build of jax in the venv "
+            "(make reproduce-gpu does: pip install 'jax[cuda12]') on a machine with an NVIDIA GPU.", file=sys.stderr)
+      return 2
+  list_name = "REPRODUCE_GPU" if args.gpu else "REPRODUCE"
   failures = []
+  t_all = time.perf_counter()
   if not args.report_only:
     for name in _configs(args.configs.split(",") if args.configs else None):
       module = _import_config_module(os.path.join(ROOT, "configs", f"{name}.py"))
-      variants = args.variants.split(",") if args.variants else list(getattr(module, "REPRODUCE", []))
+      variants = args.variants.split(",") if args.variants else list(getattr(module, list_name, []))
       for variant in variants:
         if variant not in getattr(module, "VARIANTS", {variant: ""}):
           continue
@@ -87,6 +98,9 @@ def main(argv=None) -> int:
         print(f"=== {name}:{variant} exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
         if rc:
           failures.append(f"{name}:{variant}")
+  if not args.report_only:
+    print(f"=== all {list_name} variants: {time.perf_counter() - t_all:.0f} s"
+          + (" (budget: 600 s on one H100)" if args.gpu else ""), flush=True)
   print(f"report: {build_report(args.out)}")
   if failures:
     print(f"FAILED: {failures}", file=sys.stderr)

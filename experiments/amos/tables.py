@@ -44,7 +44,7 @@ def comparison_rows(task, c, out: dict, res: Results, published_steps: str, unit
     note = (f"final val loss {V.interval(o['val_loss'][:, -1]).format(4)} vs AdamW "
             f"{V.interval(target).format(4)}{unit}; eval every {c.eval_every} steps "
             f"({100 * c.eval_every / c.num_steps:.3g} % resolution); a seed that never reaches it counts as one "
-            "evaluation past the end")
+            f"evaluation past the end; per seed: {', '.join(f'{x:.3f}' for x in frac)}")
     if base_ok.verdict is not V.Verdict.AGREES:
       a = V.Assessment(base_ok.verdict, V.interval(frac), f"AdamW baseline: {base_ok.reason}")
     elif arm == "amos":
