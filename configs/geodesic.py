@@ -25,6 +25,9 @@ chord 2R. The variants test that claim (spec 05 section 6.3):
 
 Published numbers: none in the article; GeoSumm Table 8 is not transcribed (spec 05 section 5), so rows
 compare geodesic against the base distance measured in the same run, and the sphere against pi.
+Verdicts (research.verdict): sanity over ``sanity.seeds`` independent point draws; retrieval and STS over
+``folds`` disjoint query / pair groups (assigned from ``config.seed``); summarisation over entities; every
+comparison is paired (geodesic - base on the same seed, fold or entity) with a 95% t-interval.
 
 Command: python -m experiments.run --config=configs/geodesic.py:<variant> --workdir=results/geodesic/<variant>
 Time measured on the 2-core CPU (8 emulated devices) while shared with 8 other jobs (load 10-45):
@@ -38,8 +41,8 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; every part at toy size (used by the tests)",
-    "quick": "~20 s CPU: sphere pole-to-pole vs pi, swiss roll Spearman, digits near/far retrieval",
-    "sanity": "sphere S^2 (N 500/2000/8000) and swiss roll (N 2000), k in {5,10,20}",
+    "quick": "~1 min CPU: sphere pole-to-pole vs pi, swiss roll Spearman (3 seeds), digits near/far retrieval",
+    "sanity": "sphere S^2 (N 500/2000/8000) and swiss roll (N 2000), k in {5,10,20}, 3 seeds",
     "retrieval": "digits + Fashion-MNIST 5k (pixels, PCA-50): mAP, P@10, far-band precision; centroid themes",
     "sts": "STS-B test with MiniLM: Spearman of cosine vs geodesic, overall and by gold band",
     "summarization": "Copycat/FewSum Amazon + FewSum Yelp test: ROUGE of Euclidean vs geodesic centroid ranking",
@@ -53,59 +56,64 @@ ALL_PARTS = ("sanity", "retrieval", "sts", "summarization", "bench")
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("geodesic", variant, VARIANTS)
-  parts = {"smoke": ("sanity", "retrieval", "sts", "summarization", "bench"),
-           "quick": ("sanity", "retrieval"),
-           "sanity": ("sanity",), "retrieval": ("retrieval",), "sts": ("sts",),
-           "summarization": ("summarization",), "bench": ("bench",), "full": ALL_PARTS}[variant]
-  cfg.parts = parts
+  cfg.parts = {"smoke": ALL_PARTS, "quick": ("sanity", "retrieval"), "full": ALL_PARTS}.get(variant, (variant,))
   small = variant == "smoke"
-  cfg.method = "auto"            # shortest-path solver: auto = scipy via callback on CPU, Bellman-Ford on GPU
-  cfg.mode = "union"             # graph symmetrisation for the geodesic arms
-  cfg.headline_k = 10            # the k whose metrics are also reported without a _k suffix
 
-  # --- sanity: sphere and swiss roll
-  cfg.sphere_ns = {"smoke": (300,), "quick": (2000,), "full": (2000, 8000, 32000)}.get(variant, (500, 2000, 8000))
-  cfg.sphere_ks = (10,) if small else (5, 10, 20)
-  cfg.sphere_spearman_sources = 50 if small else 200
-  cfg.swiss_n = {"smoke": 300, "quick": 1000}.get(variant, 2000)
-  cfg.swiss_ks = (10,) if small else (5, 10, 20)
-  cfg.swiss_noise = 0.0
+  g = cfg.graph = ml_collections.ConfigDict()
+  g.method = "auto"           # shortest-path solver: auto = scipy via callback on CPU, Bellman-Ford on GPU
+  g.mode = "union"            # graph symmetrisation for the geodesic arms
+  g.headline_k = 10           # the k whose metrics are also reported without a _k suffix
 
-  # --- retrieval (G3) and centroid themes (G4)
-  cfg.retrieval_datasets = {"smoke": ("digits",), "quick": ("digits",)}.get(
-      variant, ("digits", "fashion_mnist_pixels", "fashion_mnist_pca"))
-  cfg.retrieval_ks = {"smoke": (10,), "quick": (5, 10, 20)}.get(variant, (5, 10, 20))
-  cfg.digits_n = 300 if small else 0          # 0 = all 1797
-  cfg.fashion_n = 10000 if variant == "full" else 5000
-  cfg.pca_dim = 50
-  cfg.near_band = (1, 10)
-  cfg.far_band_fraction = (100 / 180, 150 / 180)   # digits: ranks 101-150 of ~180 class members
-  cfg.theme_k = 10
+  s = cfg.sanity = ml_collections.ConfigDict()      # G1 sphere, G2 swiss roll
+  s.seeds = 3                 # independent point draws (rng [config.seed, s])
+  s.sphere_ns = {"smoke": (300,), "quick": (2000,), "full": (2000, 8000, 32000)}.get(variant, (500, 2000, 8000))
+  s.ks = (10,) if small else (5, 10, 20)
+  s.spearman_sources = 50 if small else 200          # sphere: rows of the Spearman(graph, arccos) check
+  s.swiss_n = {"smoke": 300, "quick": 1000}.get(variant, 2000)
+  s.swiss_noise = 0.0
 
-  # --- STS-B (G5)
-  cfg.sts_split = "test"
-  cfg.sts_max_pairs = 40 if small else 0      # 0 = all
-  cfg.sts_ks = (5,) if small else (5, 10, 20)
-  cfg.sts_background = 5000 if variant == "full" else 0   # extra train-split sentences in the graph pool
-  cfg.encode_batch_size = 32 if small else 64
-  cfg.encode_max_len = 128
+  r = cfg.retrieval = ml_collections.ConfigDict()   # G3 near vs far retrieval, G4 centroid themes
+  r.datasets = ("digits",) if variant in ("smoke", "quick") else ("digits", "fashion_mnist_pixels",
+                                                                  "fashion_mnist_pca")
+  r.ks = (10,) if small else (5, 10, 20)
+  r.folds = 10                # disjoint query groups (from config.seed): the samples of every verdict
+  r.digits_n = 300 if small else 0                  # 0 = all 1797
+  r.fashion_n = 10000 if variant == "full" else 5000
+  r.pca_dim = 50
+  r.near_band = (1, 10)
+  r.near_tol = 0.01           # "P@10 unchanged" (spec G3): |geodesic - Euclidean| <= this
+  r.far_band_fraction = (100 / 180, 150 / 180)      # digits: ranks 101-150 of ~180 class members
+  r.theme_k = 10
 
-  # --- summarisation (G6)
-  cfg.summ_datasets = ("copycat_amazon",) if small else ("copycat_amazon", "fewsum_amazon", "fewsum_yelp")
-  cfg.summ_split = "test"
-  cfg.summ_max_entities = 3 if small else 0   # 0 = all entities of the split
-  cfg.summ_ks = (5,) if small else (5, 10, 20)
-  cfg.summ_pools = ("entity", "background")   # graph over the entity's sentences / + all split sentences
-  cfg.summ_headline_pool = "background"
-  cfg.redundancy = 0.75
-  cfg.min_words = 4
-  cfg.word_budget = 0                          # 0 = mean gold summary length (words) of the split
-  cfg.summ_oracle = not small
+  cfg.encoder = ml_collections.ConfigDict()          # all-MiniLM-L6-v2 (Flax port)
+  cfg.encoder.batch_size = 32 if small else 64
+  cfg.encoder.max_len = 128
 
-  # --- bench
-  cfg.bench_n = 500 if small else 10000
-  cfg.bench_k = 10
-  cfg.bench_apsp_n = 100 if small else 2000
-  cfg.bench_sources = 4 if small else 64
-  cfg.bench_repeats = 3 if small else 20
+  t = cfg.sts = ml_collections.ConfigDict()         # G5
+  t.split = "test"
+  t.pairs_limit = 40 if small else 0                   # 0 = all
+  t.ks = (5,) if small else (5, 10, 20)
+  t.folds = 4 if small else 10                       # disjoint pair groups (from config.seed)
+  t.background_limit = 5000 if variant == "full" else 0    # extra train-split sentences in the graph pool
+
+  u = cfg.summarization = ml_collections.ConfigDict()   # G6
+  u.datasets = ("copycat_amazon",) if small else ("copycat_amazon", "fewsum_amazon", "fewsum_yelp")
+  u.split = "test"
+  u.entities_limit = 3 if small else 0                 # 0 = all entities of the split
+  u.ks = (5,) if small else (5, 10, 20)
+  u.pools = ("entity", "background")   # graph over the entity's sentences / + all split sentences
+  u.headline_pool = "background"
+  u.redundancy = 0.75
+  u.min_words = 4
+  u.word_budget = 0                    # 0 = mean gold summary length (words) of the split
+  u.oracle = not small
+
+  b = cfg.bench = ml_collections.ConfigDict()
+  b.n = 500 if small else 10000
+  b.k = 10
+  b.apsp_n = 100 if small else 2000
+  b.sources = 4 if small else 64
+  b.repeats = 3 if small else 20       # interleaved rounds of the single-source timings
+  b.slow_repeats = 2 if small else 3   # rounds of the multi-source and all-pairs timings
+  b.target_ratio_tol = 1.5             # issue target: best CPU SSSP path <= 1.5x scipy Dijkstra
   return cfg

@@ -230,6 +230,24 @@ def test_summary_budget_redundancy_and_rouge():
   assert summ.oracle_summary(sents, ["screen is sharp"], 6, min_words=2) == [2]
 
 
+def test_query_folds_partition_and_derive_from_seed():
+  from experiments.geodesic.retrieval import fold_ids
+  f = fold_ids(103, 10, seed=0)
+  assert sorted(np.bincount(f).tolist()) == [10] * 7 + [11] * 3          # disjoint, sizes differ by <= 1
+  assert np.array_equal(f, fold_ids(103, 10, seed=0)) and not np.array_equal(f, fold_ids(103, 10, seed=1))
+
+
+def _assert_verdict_rows(rec):
+  """Every row's verdict is one of research.verdict's, and comparison rows carry an interval and n."""
+  import json
+  from research.verdict import Verdict
+  rows = rec["rows"]
+  assert rows and all(r["verdict"] in {v.value for v in Verdict} for r in rows), json.dumps(rows)[:500]
+  for r in rows:
+    if " - " in r["name"]:
+      assert "(n=" in r["measured"], r
+
+
 def test_smoke_end_to_end(tmp_path):
   from tests.helpers import run_experiment
   rec = run_experiment("geodesic.py", "smoke", tmp_path,
@@ -239,6 +257,12 @@ def test_smoke_end_to_end(tmp_path):
   assert m["swissroll_spearman_geo_k10"] > m["swissroll_spearman_euclidean"]
   assert "retrieval_digits_far_precision_euclidean" in m and "retrieval_digits_far_precision_geodesic" in m
   assert m["bench_sssp_callback_max_rel_err"] < 1e-5 and m["bench_apsp_floyd_warshall_max_rel_err"] < 1e-5
+  _assert_verdict_rows(rec)
+  by = {r["name"]: r for r in rec["rows"]}
+  sphere = by["sphere S^2 pole-to-pole graph distance, N=300, k=10"]
+  assert sphere["verdict"] == "agrees" and "(n=3)" in sphere["measured"]     # 3 seeds, within pi +- (pi - 2)/2
+  far = next(r for r in rec["rows"] if "far-band precision" in r["name"])
+  assert far["verdict"] == "agrees" and "(n=10)" in far["measured"]         # 10 query folds, paired
 
 
 @pytest.mark.slow
@@ -248,3 +272,8 @@ def test_smoke_text_parts(tmp_path):
   rec = run_experiment("geodesic.py", "smoke", tmp_path, {"parts": ("sts", "summarization")})
   m = rec["metrics"]
   assert -1 <= m["sts_spearman_all_geodesic_k5"] <= 1 and m["summ_copycat_amazon_rouge1_euclidean"] > 0
+  _assert_verdict_rows(rec)
+  # the k=5 entity graph ranks these 3 entities' sentences as the Euclidean centroid does: a zero paired
+  # difference (and 3 seeds' worth of entities) is no gain
+  row = next(r for r in rec["rows"] if "geodesic_k5_entity" in r["name"])
+  assert row["measured"].startswith("0 ± 0 (n=3)") and row["verdict"] == "inconclusive"
