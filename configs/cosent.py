@@ -56,33 +56,45 @@ import ml_collections
 from configs import common
 
 VARIANTS = {
-    "smoke": "seconds: tiny char BERT (1 layer), 128 BQ pairs, CE vs CoSENT + bi-encoder, end to end (tests)",
-    "quick": "~1.5 min CPU idle, ~3.5 min under load: LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 2 seeds (headline: CoSENT ~ CE)",
+    "smoke": "seconds: tiny char BERT (1 layer), 128 BQ pairs, CE vs CoSENT + bi-encoder, 2 seeds, end to end (tests)",
+    "quick": "~3 min CPU: LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 3 seeds",
     "bench": "Flax (batch sharded over one JAX CPU device per core) vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
-    "interactive_cpu": "9341 protocol on CPU: ATEC/BQ/LCQMC/PAWSX, 4000 train / 1000 valid / 1000 test pairs each, 2x64 char-BERT (300 MLM steps on all four tasks' pairs), 2 epochs, 2 seeds",
+    "interactive_cpu": "9341 protocol on CPU: ATEC/BQ/LCQMC/PAWSX, 4000 train / 1000 valid / 1000 test pairs each, 2x64 char-BERT (300 MLM steps on all four tasks' pairs), 2 epochs, 3 seeds",
     "interactive_en": "MiniLM cross-encoder on English STS-B, CE (binarised) vs CoSENT (graded), full data, 3 seeds (GPU)",
-    "interactive_en_cpu": "interactive_en on CPU: 1024 train / 400 dev / 400 test pairs, 2 epochs, 2 seeds",
+    "interactive_en_cpu": "interactive_en on CPU: 1024 train / 400 dev / 400 test pairs, 2 epochs, 3 seeds",
     "bi_encoder": "8847: CoSENT vs Sentence-BERT bi-encoders, MiniLM on STS-B + offline model on Chinese tasks (GPU)",
-    "bi_encoder_cpu": "bi_encoder on CPU: STS-B-en (MiniLM, 512 train / 384 valid+test pairs) + ATEC/BQ/LCQMC/PAWSX (interactive_cpu's 2x64 char-BERT, 6000 train / 1000 valid+test pairs), 1 epoch, 2 seeds",
+    "bi_encoder_cpu": "bi_encoder on CPU: STS-B-en (MiniLM, 512 train / 384 valid+test pairs) + ATEC/BQ/LCQMC/PAWSX (2x64 char-BERT, 300 MLM steps, 6000 train / 1000 valid+test pairs), 1 epoch, 3 seeds",
 }
 REPRODUCE = ["interactive_cpu", "interactive_en_cpu", "bi_encoder_cpu", "bench"]
 
-PUBLISHED_ARMS = "ce:32:zeros,cosent:64:zeros"
-ALL_ARMS = "ce:32:zeros,cosent:64:zeros,cosent:32:zeros,ce:32:proper,cosent:64:proper"
+
+def arm(loss: str, batch_size: int, segments: str = "zeros") -> ml_collections.ConfigDict:
+  """A cross-encoder arm: its loss (ce: Dense(2) softmax + CE; cosent: Dense(1) logit + CoSENT), pairs per
+  batch and segment ids (zeros: Su's all-zero ids; proper: BERT's 0/1). The name marks departures from the
+  published setting (CE 32, CoSENT 64, zeros)."""
+  if loss not in ("ce", "cosent") or segments not in ("zeros", "proper"):
+    raise ValueError(f"arm ({loss!r}, {segments!r}): loss in ce/cosent, segments in zeros/proper")
+  published = 32 if loss == "ce" else 64
+  name = loss + ("" if batch_size == published else f"_b{batch_size}") + ("" if segments == "zeros" else "_proper")
+  return ml_collections.ConfigDict({"name": name, "loss": loss, "batch_size": batch_size, "segments": segments})
+
+
+PUBLISHED_ARMS = (arm("ce", 32), arm("cosent", 64))
+ALL_ARMS = PUBLISHED_ARMS + (arm("cosent", 32), arm("ce", 32, "proper"), arm("cosent", 64, "proper"))
+CPU = ("quick", "interactive_cpu", "bi_encoder_cpu")
 
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg = common.base_config("cosent", variant, VARIANTS)
   v = variant
-  cfg.mode = {"smoke": "interactive+bi_encoder", "quick": "interactive", "bench": "bench",
-              "interactive": "interactive", "interactive_cpu": "interactive",
-              "interactive_en": "interactive_en", "interactive_en_cpu": "interactive_en",
-              "bi_encoder": "bi_encoder", "bi_encoder_cpu": "bi_encoder"}[v]
+  cfg.parts = {"smoke": ("interactive", "bi_encoder"), "quick": ("interactive",), "bench": ("bench",),
+               "interactive": ("interactive",), "interactive_cpu": ("interactive",),
+               "interactive_en": ("interactive_en",), "interactive_en_cpu": ("interactive_en",),
+               "bi_encoder": ("bi_encoder",), "bi_encoder_cpu": ("bi_encoder",)}[v]
   # ---- data -------------------------------------------------------------------------------------------
-  cfg.tasks = {"smoke": "BQ", "quick": "LCQMC", "bi_encoder": "STS-B-en,ATEC,BQ,LCQMC,PAWSX",
-               "bi_encoder_cpu": "STS-B-en,ATEC,BQ,LCQMC,PAWSX", "interactive_en": "STS-B-en",
-               "interactive_en_cpu": "STS-B-en"}.get(v, "ATEC,BQ,LCQMC,PAWSX")
+  cfg.tasks = {"smoke": ("BQ",), "quick": ("LCQMC",)}.get(v, ("ATEC", "BQ", "LCQMC", "PAWSX"))  # cross-encoders
+  cfg.bi_tasks = {"smoke": ("BQ",)}.get(v, ("STS-B-en", "ATEC", "BQ", "LCQMC", "PAWSX"))       # bi-encoders
   cfg.n_train = {"smoke": 128, "quick": 4000, "interactive_cpu": 4000, "interactive_en_cpu": 1024,
                  "bi_encoder_cpu": 6000}.get(v, 0)           # 0 = the whole split
   cfg.n_valid = {"smoke": 128, "quick": 400, "interactive_cpu": 1000, "interactive_en_cpu": 400,
@@ -105,21 +117,18 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   # ---- MLM pretraining of the offline model ------------------------------------------------------------
   cfg.pretrain = ml_collections.ConfigDict()
   cfg.pretrain.steps = {"smoke": 4, "quick": 100, "interactive_cpu": 300, "bi_encoder_cpu": 300}.get(v, 20000)
-  cfg.pretrain.batch_size = {"smoke": 16, "quick": 32, "interactive_cpu": 32, "bi_encoder_cpu": 32}.get(v, 64)
-  cfg.pretrain.lr = 1e-3 if v in ("smoke", "quick", "interactive_cpu", "bi_encoder_cpu") else 5e-4
-  cfg.pretrain.warmup = {"smoke": 2, "interactive_cpu": 30, "bi_encoder_cpu": 30}.get(v, 50 if "cpu" in v or v == "quick" else 1000)
+  cfg.pretrain.batch_size = {"smoke": 16}.get(v, 32 if v in CPU else 64)
+  cfg.pretrain.lr = 1e-3 if v in CPU + ("smoke",) else 5e-4
+  cfg.pretrain.warmup = {"smoke": 2, "quick": 50, "interactive_cpu": 30, "bi_encoder_cpu": 30}.get(v, 1000)
   cfg.pretrain.mask_prob = 0.15
-  cfg.pretrain.max_rows_per_task = {"smoke": 500, "quick": 5000}.get(v, 20000 if "cpu" in v else 0)  # 0 = all
-  cfg.pretrain.tasks = {"smoke": "BQ", "quick": "LCQMC"}.get(v, "ATEC,BQ,LCQMC,PAWSX")   # unlabelled train pairs
+  cfg.pretrain.max_rows_per_task = {"smoke": 500, "quick": 5000}.get(v, 20000 if v in CPU else 0)  # 0 = all
+  cfg.pretrain.tasks = {"smoke": ("BQ",), "quick": ("LCQMC",)}.get(v, ("ATEC", "BQ", "LCQMC", "PAWSX"))
   cfg.pretrained_cache = ""                         # dir to save/load the pretrained offline model ("" = workdir)
   # ---- fine-tuning (the article: Adam lr 2e-5, eps 1e-6, constant, no decay, 5 epochs) ---------------------
-  cfg.arms = {"smoke": PUBLISHED_ARMS, "quick": PUBLISHED_ARMS,
-              "interactive_cpu": PUBLISHED_ARMS,
-              "interactive_en": PUBLISHED_ARMS, "interactive_en_cpu": PUBLISHED_ARMS}.get(v, ALL_ARMS)
-  cfg.seeds = {"smoke": 1, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2, "bi_encoder_cpu": 2,
-               "interactive_en": 3, "bi_encoder": 3}.get(v, 5)
-  cfg.epochs = {"smoke": 2, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2,
-                "bi_encoder_cpu": 1}.get(v, 5)
+  cfg.arms = PUBLISHED_ARMS if v in ("smoke", "quick", "interactive_cpu", "interactive_en", "interactive_en_cpu") \
+      else ALL_ARMS                                 # cross-encoders; the bi-encoders compare CoSENT with SBERT
+  cfg.seeds = {"smoke": 2}.get(v, 3 if v in CPU + ("interactive_en_cpu", "interactive_en", "bi_encoder") else 5)
+  cfg.epochs = {"smoke": 2, "quick": 2, "interactive_cpu": 2, "interactive_en_cpu": 2, "bi_encoder_cpu": 1}.get(v, 5)
   cfg.lr = 2e-5                                     # used with a pretrained checkpoint / MiniLM bi-encoders
   cfg.lr_minilm_cross = {"interactive_en_cpu": 1e-4}.get(v, 2e-5)   # MiniLM cross-encoder (new [CLS] head)
   cfg.lr_offline = {"smoke": 1e-3}.get(v, 5e-4)     # the small offline model learns too slowly at 2e-5
@@ -127,14 +136,16 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.cosent_logit_scale = 1.0                       # lambda for cross-encoder logits
   cfg.cosent_cos_scale = 20.0                        # lambda for bi-encoder cosines
   cfg.logit_clip = 1e6
-  cfg.selection = "valid_acc"                        # 9341: best epoch by valid accuracy (STS-B-en: valid_spearman)
+  cfg.no_gain_tol = 1.0         # 9341's "no real improvement": |CoSENT - CE| <= this many points (x100)
   cfg.eval_batch_size = 128
-  cfg.pad_multiple = 32        # batches padded to a multiple of this (bounded #compiles)
+  cfg.pad_multiple = 32         # evaluation batches padded to a multiple of this (bounded #compiles)
+  cfg.log_every = 25            # training-loss records (and steps per jitted call) of the populations
+  cfg.mesh_devices = 1          # devices of the data-parallel mesh (0: all); the populations are vmapped
   cfg.bi_batch_size = 32                             # pairs per bi-encoder batch (8847)
   cfg.bi_pooling_offline = "cls"                     # Su: last-layer [CLS]
   cfg.bi_pooling_minilm = "mean"                     # MiniLM's native pooling
   # ---- bench -------------------------------------------------------------------------------------------
-  cfg.bench_sizes = "64,1024,4096"
+  cfg.bench_sizes = (64, 1024, 4096)
   cfg.bench_sentences = 256
   cfg.bench_len = 64
   cfg.bench_repeats = 3

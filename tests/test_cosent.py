@@ -119,23 +119,89 @@ def test_threshold_search_and_spearman():
   assert sts.select_best([{"valid_acc": 0.5}, {"valid_acc": 0.7}, {"valid_acc": 0.7}, {"valid_acc": 0.6}]) == 1
 
 
+def test_mlm_mask_and_eval_batches():
+  """BERT masking never touches [CLS]/[SEP]/[PAD] and predicts the original tokens; evaluation batches cover
+  every row once, cut to a multiple of the padding length, with segment ids per run."""
+  from experiments.cosent import data, encoder
+
+  class Tok:
+    cls_id, sep_id, pad_id, mask_id, vocab_size = 2, 3, 0, 4, 50
+  r = np.random.default_rng(0)
+  ids = r.integers(5, 50, (64, 20)).astype(np.int32)
+  ids[:, 0], ids[:, 10], ids[:, 15:] = 2, 3, 0
+  x, pos, tgt, w = encoder.mlm_mask(ids, r, Tok, 0.15, 4)
+  rows = np.repeat(np.arange(64), 4)[w.reshape(-1) > 0]
+  p = pos.reshape(-1)[w.reshape(-1) > 0]
+  assert not np.isin(ids[rows, p], [2, 3, 0]).any()
+  np.testing.assert_array_equal(tgt.reshape(-1)[w.reshape(-1) > 0], ids[rows, p])
+  changed = x != ids
+  assert changed.any() and np.all(changed[:, [0, 10, 15]] == 0)
+  mask = (np.arange(24)[None] < r.integers(1, 21, 50)[:, None]).astype(np.int32)
+  arrays = {"ids": np.arange(50)[:, None] * mask, "mask": mask, "seg": np.stack([mask, 0 * mask]), "y": np.zeros(50)}
+  seen = []
+  for rows, b in data.eval_batches(arrays, 16, 8):
+    assert b["ids"].shape[0] == 16 and b["ids"].shape[1] % 8 == 0 and b["seg"].shape[:2] == (2, 16)
+    assert b["ids"].shape[1] >= mask[rows].sum(1).max()
+    np.testing.assert_array_equal(b["ids"][:len(rows), 0], rows * mask[rows, 0])
+    seen += list(rows)
+  assert sorted(seen) == list(range(50))
+  assert data.cap(3000, 512) == 512 and data.cap(100, 512) == 100 and data.cap(0, 512) == 512
+  assert data.cap(3000, 0) == 3000 and data.cap(0, 0) == 0
+
+
+def test_selection_and_rows_use_the_verdict_rule():
+  """The reference keeps the first strictly best epoch; a row with 3 seeds whose paired differences lie within
+  the tolerance agrees with "no real improvement", one at chance is "not learned"."""
+  from experiments.cosent import tables
+  from research.report import Results
+  h = [{"valid_acc": 0.6, "valid_acc_sweep": 0.6, "test_spearman": 0.1, "test_acc": 0.5, "test_acc_sweep": 0.5},
+       {"valid_acc": 0.6, "valid_acc_sweep": 0.7, "test_spearman": 0.3, "test_acc": 0.6, "test_acc_sweep": 0.7}]
+  assert tables.selected([h], "protocol")[0] is h[0] and tables.selected([h], "sweep")[0] is h[1]
+
+  def runs(sp, acc):   # one epoch per seed
+    return [[{"valid_acc": 0.6, "valid_acc_sweep": 0.6, "valid_spearman": s, "test_spearman": s,
+              "test_acc": a, "test_acc_sweep": a}] for s, a in zip(sp, acc)]
+  hist = {"LCQMC": {"ce": runs([0.30, 0.31, 0.32], [0.70, 0.71, 0.72]),
+                    "cosent": runs([0.302, 0.311, 0.323], [0.701, 0.712, 0.719])},
+          "PAWSX": {"ce": runs([0.01, -0.01, 0.0], [0.5, 0.5, 0.5]), "cosent": runs([0.0, 0.01, -0.01], [0.5, 0.5, 0.5])}}
+  tests = {"LCQMC": np.array([0, 1, 1, 0]), "PAWSX": np.array([0, 1, 1, 0])}
+  cfg = type("C", (), {"no_gain_tol": 1.0})
+  res = Results()
+  tables.cross_rows(res, hist, tests, cfg)
+  by = {r.name: r for r in res.rows}
+  lc = by["LCQMC test Spearman, epoch by valid accuracy (Powell, the reference): CE (b32) | CoSENT (b64)"]
+  assert lc.verdict == "agrees" and "(n=3)" in lc.measured
+  assert by["PAWSX test Spearman, epoch by valid accuracy (Powell, the reference): CE (b32) | CoSENT (b64)"].verdict \
+      == "not learned"
+  avg = by["average over tasks, epoch by valid accuracy (Powell, the reference): test Spearman CoSENT - CE"]
+  assert avg.verdict == "agrees" and "LCQMC of LCQMC, PAWSX" in avg.note
+
+
 def test_smoke_end_to_end(tmp_path):
-  """configs/cosent.py:smoke through the runner: MLM pretraining, CE vs CoSENT cross-encoders, bi-encoders."""
+  """configs/cosent.py:smoke through the runner: MLM pretraining, CE vs CoSENT cross-encoders and bi-encoders as
+  populations (2 seeds: every verdict is at most 'inconclusive'); a re-run resumes and adds no records."""
   import os
+  from research.verdict import Verdict
   from tests.helpers import run_experiment
   rec = run_experiment("cosent.py", "smoke", tmp_path)
   m = rec["metrics"]
   for k in ("BQ_ce_test_spearman", "BQ_cosent_test_spearman", "BQ_ce_test_acc", "BQ_cosent_test_acc",
             "BQ_cosent_minus_ce_mean", "BQ_cosent_minus_sbert_mean", "mlm_final_loss",
-            "BQ_cosent_minus_ce_sweepsel_mean", "avg_cosent_minus_ce_acc_sweepsel_mean"):
+            "BQ_cosent_minus_ce_sweepsel_mean", "BQ_cosent_minus_ce_acc_sweepsel_mean"):
     assert k in m and np.isfinite(float(m[k])), k
   assert 0 <= m["BQ_cosent_test_acc"] <= 100
-  assert os.path.exists(os.path.join(str(tmp_path), "cross_encoder_arms.png"))
-  assert os.path.exists(os.path.join(str(tmp_path), "pretrained", "model.safetensors"))
-
-
-def test_minilm_subset_cap():
-  """bi_encoder_cpu caps the MiniLM task's subsets (0 = whole split / no cap)."""
-  from experiments.cosent import _cap
-  assert _cap(3000, 512) == 512 and _cap(100, 512) == 100 and _cap(0, 512) == 512
-  assert _cap(3000, 0) == 3000 and _cap(0, 0) == 0
+  with open(os.path.join(str(tmp_path), "results.md")) as f:
+    md = f.read()
+  rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| BQ") or line.startswith("| average")]
+  assert len(rows) >= 9
+  for r in rows:
+    assert r[3] in {v.value for v in Verdict} and r[3] in ("inconclusive", "not learned"), r
+    assert "(n=2)" in r[2], r
+  for name in ("cross_encoder_arms.png", "valid_curves.png", os.path.join("pretrained", "model.safetensors")):
+    assert os.path.exists(os.path.join(str(tmp_path), name)), name
+  metrics = os.path.join(str(tmp_path), "metrics.jsonl")
+  with open(metrics) as f:
+    before = f.read()
+  run_experiment("cosent.py", "smoke", tmp_path)
+  with open(metrics) as f:
+    assert f.read() == before
