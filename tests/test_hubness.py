@@ -113,6 +113,7 @@ def test_precision_recall_fd_self_and_shift():
 
 
 def test_smoke_config_end_to_end(tmp_path):
+  from research.verdict import Verdict
   from tests.helpers import run_experiment
   rec = run_experiment("hubness.py", "smoke", tmp_path)
   m = rec["metrics"]
@@ -126,6 +127,58 @@ def test_smoke_config_end_to_end(tmp_path):
   # precision / recall / coverage are fractions of samples (improved precision-recall, Kynkaanniemi et al.)
   frac = {k: v for k, v in m.items() if k.startswith("gan_") and k.endswith(("_precision", "_recall", "_coverage"))}
   assert frac and all(0.0 <= v <= 1.0 for v in frac.values()), frac
+  # every row carries a verdict of the shared rule; seed rows show mean +- interval and n
+  rows = rec["rows"]
+  assert {r["verdict"] for r in rows} <= {v.value for v in Verdict}
+  gan = [r for r in rows if r["name"].startswith("digits:")]
+  assert gan and all("(n=3)" in r["measured"] for r in gan if "precision" in r["name"] and "truncation" not in r["name"])
+  # a generator that did not learn (20 steps) makes every sampler comparison "not learned", never "agrees"
+  health = next(r for r in gan if "GAN learned" in r["name"])
+  if health["verdict"] == "not learned":
+    assert all(r["verdict"] == "not learned" for r in gan if "vs random" in r["name"] or "below random" in r["name"])
+  # a re-run resumes the classifier and the GAN population: no duplicate records, the same numbers
+  before = (tmp_path / "metrics.jsonl").read_text()
+  again = run_experiment("hubness.py", "smoke", tmp_path, {"parts": ("gan",)})
+  assert (tmp_path / "metrics.jsonl").read_text() == before
+  assert again["metrics"]["gan_digits_random_precision"] == m["gan_digits_random_precision"]
+  assert again["metrics"]["gan_digits_hub_su_z_fd"] == pytest.approx(m["gan_digits_hub_su_z_fd"], rel=1e-6)
+
+
+def _rows(per_seed: dict, seeds: int = 3):
+  """gan_rows of fabricated per-seed metrics (every condition gets per_seed['random'] unless given)."""
+  import ml_collections
+
+  from experiments.hubness import gan_tables
+  from research.report import Results
+  conds = ("random", "hub_su_z", "minnorm_z", "antihub_z", "hub_official_w", "minnorm_w", "antihub_w",
+           "trunc0.7_mean", "trunc0.7_ema")
+  base = {"precision": [0.40, 0.45, 0.50][:seeds], "recall": [0.6, 0.6, 0.6][:seeds],
+          "fd": [9.0, 9.0, 9.0][:seeds], "density": [1.0] * seeds, "coverage": [0.5] * seeds,
+          "confidence": [0.9] * seeds}
+  per = {c: {**base, **per_seed.get(c, {})} for c in conds}
+  info = {"acc_su_z": 0.01, "t_su_z": 50, "acc_official_w": 0.01, "t_official_w": 15}
+  g = ml_collections.ConfigDict({"health_recall": 0.05, "mapping": True})
+  res = Results()
+  gan_tables.gan_rows(ml_collections.ConfigDict({"name": "toy"}), g, per, [info] * seeds, res)
+  return {r.name.split(",")[0]: r for r in res.rows}
+
+
+def test_gan_rows_antihub_needs_a_margin_beyond_seed_noise():
+  # issue 16: anti-hubs "agreed" whenever below random. Now the paired per-seed interval must lie below 0.
+  rows = _rows({"antihub_w": {"precision": [0.39, 0.46, 0.49]}})          # below random by 0.003 on average
+  assert rows["toy: anti-hubs (W) below random"].verdict == "inconclusive"
+  rows = _rows({"antihub_w": {"precision": [0.30, 0.36, 0.39]}})          # below random by 0.10 +- 0.01
+  assert rows["toy: anti-hubs (W) below random"].verdict == "agrees"
+  rows = _rows({"hub_official_w": {"precision": [0.50, 0.56, 0.59]}})
+  assert rows["toy: hubs (official rule in W) vs random"].verdict == "agrees"
+  assert "(n=3)" in rows["toy: hubs (official rule in W) vs random"].measured
+  # two seeds: at most inconclusive
+  rows = _rows({"antihub_w": {"precision": [0.30, 0.36]}}, seeds=2)
+  assert rows["toy: anti-hubs (W) below random"].verdict == "inconclusive"
+  # a mode-collapsed generator (recall ~0): nothing is compared
+  rows = _rows({"random": {"recall": [0.0, 0.01, 0.0]}, "antihub_w": {"precision": [0.30, 0.36, 0.39]}})
+  assert rows["toy: GAN learned (recall of random samples)"].verdict == "not learned"
+  assert rows["toy: anti-hubs (W) below random"].verdict == "not learned"
 
 
 def test_mapping_network_keeps_latent_scale_at_init():
@@ -142,10 +195,10 @@ def test_mapping_network_keeps_latent_scale_at_init():
 
 def test_plain_z_arm_selects_hubs_in_z():
   # the article's "hubs in z" setting: no mapping network, z fed straight into the generator; the
-  # driver's conditions must then be the sampler's selections in z itself (W = z)
+  # conditions must then be the sampler's selections in z itself (W = z)
   from ml_collections import ConfigDict
 
-  from experiments import hubness as E
+  from experiments.hubness import conditions
   from research.nn import gan as gan_lib
   gen = gan_lib.Generator(image_shape=(8, 8, 1), kind="mlp", hidden=16, mapping=False)
   params = gen.init(jax.random.key(0), jnp.zeros((2, 16)))["params"]
@@ -153,9 +206,9 @@ def test_plain_z_arm_selects_hubs_in_z():
   z = jax.random.normal(jax.random.key(1), (5, 16))
   np.testing.assert_array_equal(np.asarray(map_fn(z)), np.asarray(z))
   g = ConfigDict({"z_dim": 16, "num_samples": 12, "n_ref": 300, "k": 5, "threshold": 12,
-                  "max_batches": 20, "fallback_acceptance": 0.05, "psis": "0.7", "mapping": False})
+                  "max_batches": 20, "fallback_acceptance": 0.05, "psis": (0.7,), "mapping": False})
   key = jax.random.key(3)
-  conds, info = E._condition_latents(map_fn, jnp.zeros(16), g, key, [], "toy", 0)
+  conds, info = conditions.condition_latents(map_fn, jnp.zeros(16), g, key, [], "toy")
   su = S.HubRule(n_ref=300, k=5, threshold=12, strict=True, include_self=False, space="z")
   ref = S.select_with_controls(jax.random.fold_in(key, 1), 12, 16, su, max_batches=20)
   np.testing.assert_allclose(conds["hub_su_z"], ref["z_hub"])          # Su's rule selected z itself
@@ -166,24 +219,61 @@ def test_plain_z_arm_selects_hubs_in_z():
   assert imgs.shape == (12, 8, 8, 1)
 
 
-def test_conv_gan_options_minibatch_std_and_lazy_r1():
-  import functools
+def _toy_gan(r1_every=1, r1_gamma=0.1):
+  import optax
 
+  from research.nn import gan as gan_lib
+  gen = gan_lib.Generator(image_shape=(4, 4, 1), kind="mlp", hidden=8)
+  disc = gan_lib.Discriminator(kind="mlp", hidden=8)
+  tx = optax.adam(1e-2, b1=0.5)
+  step = gan_lib.make_gan_step(gen, disc, 4, r1_gamma=r1_gamma, r1_every=r1_every)
+  init = lambda s: gan_lib.init_gan_state(gen, disc, 4, jax.random.key(s), tx)
+  return init, step, tx, gen, disc
+
+
+def test_gan_step_one_adam_state_per_player_and_fit_equals_population(tmp_path):
+  """Each player's Adam state advances once per GAN iteration (not twice, as a multi_transform with the other
+  player's gradient zeroed would); one D update equals optax on D alone; fit and fit_population agree."""
+  import optax
+
+  from research import train
+  from research.nn import gan as gan_lib
+  init, step, tx, gen, disc = _toy_gan(r1_every=2)
+  batches = lambda s: (lambda t: np.asarray(jax.random.normal(jax.random.key(100 * s + t), (8, 2, 4, 4, 1))))
+  st, _ = train.fit(None, init(0), batches(0), num_steps=3, train_step=step, progress=False, log_every=3)
+  assert int(st.step) == 3
+  for p in ("g", "d"):
+    counts = [int(x) for x in jax.tree.leaves(st.opt_state[p]) if np.ndim(x) == 0]
+    assert counts and all(c == 6 for c in counts), (p, counts)          # 3 steps x 2 iterations
+  pop = train.fit_population(None, [init(0), init(1)], [batches(0), batches(1)], num_steps=3, train_step=step,
+                             progress=False, log_every=3, workdir=str(tmp_path))
+  for a, b in zip(jax.tree.leaves(pop.run(0).params), jax.tree.leaves(st.params)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+  # player_update on D = optax.adam on D's parameters alone
+  from research.train.players import player_update
+  s0 = init(0)
+  grads = jax.tree.map(jnp.ones_like, s0.params["d"])
+  upd, _ = tx.update(grads, tx.init(s0.params["d"]), s0.params["d"])
+  moved = player_update(s0, "d", grads)
+  for a, b in zip(jax.tree.leaves(moved.params["d"]), jax.tree.leaves(optax.apply_updates(s0.params["d"], upd))):
+    np.testing.assert_allclose(a, b)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(moved.params["g"]),
+                                                  jax.tree.leaves(s0.params["g"])))
+  assert gan_lib.Generator is not None
+
+
+def test_conv_gan_options_minibatch_std_and_lazy_r1():
   from research.nn import gan as gan_lib
   h = jax.random.normal(jax.random.key(0), (8, 3, 3, 2))
   out = gan_lib.minibatch_stddev(h, group=4)
   assert out.shape == (8, 3, 3, 3)
-  # sample i is in group i % 2; its extra channel is the mean std over that group (samples i, i+2, ...)
-  grp = np.asarray(h)[0::2]
-  np.testing.assert_allclose(np.asarray(out)[0, 0, 0, 2], np.sqrt(grp.var(0) + 1e-8).mean(), rtol=1e-5)
   # every sample: its features unchanged, and a constant extra map = the mean std over its group (i % 2)
   o, hn = np.asarray(out), np.asarray(h)
   np.testing.assert_array_equal(o[..., :2], hn)
   for i in range(8):
     np.testing.assert_allclose(o[i, :, :, 2], np.full((3, 3), np.sqrt(hn[i % 2::2].var(0) + 1e-8).mean()),
                                rtol=1e-5)
-  # conv G with pixel norm, conv D with minibatch std: shapes; lazy R1: the step without R1 is the
-  # same loss minus the (non-negative) penalty, on the MLP trainer (cheap to compile)
+  # conv G with pixel norm, conv D with minibatch std: shapes
   gen = gan_lib.Generator(image_shape=(28, 28, 1), kind="conv", hidden=8, feature_norm=True)
   disc = gan_lib.Discriminator(kind="conv", hidden=8, mbstd=True)
 
@@ -193,11 +283,10 @@ def test_conv_gan_options_minibatch_std_and_lazy_r1():
     return x, disc.apply(disc.init(jax.random.key(2), x), x)
   x, logit = conv_shapes(jax.random.normal(jax.random.key(1), (4, 64)))
   assert x.shape == (4, 28, 28, 1) and logit.shape == (4,)
-  gen = gan_lib.Generator(image_shape=(4, 4, 1), kind="mlp", hidden=8)
-  disc = gan_lib.Discriminator(kind="mlp", hidden=8)
-  init, step = gan_lib.make_gan_trainer(gen, disc, 4, 4, r1_gamma=0.1, r1_every=4)
-  st = init(jax.random.key(0))
-  real = jax.random.normal(jax.random.key(3), (4, 4, 4, 1))
-  _, m1 = jax.jit(step)(st, real, jax.random.key(1))
-  _, m2 = jax.jit(functools.partial(step, with_r1=False))(st, real, jax.random.key(1))
-  assert np.isfinite(float(m1["loss_d"])) and float(m1["loss_d"]) > float(m2["loss_d"])
+  # lazy R1: the penalty (scaled by r1_every) is on the first iteration of a step; off with gamma 0
+  real = jax.random.normal(jax.random.key(3), (4, 4, 4, 4, 1))
+  init, step, *_ = _toy_gan(r1_every=4, r1_gamma=0.1)
+  _, m = jax.jit(step)(init(0), real)
+  init0, step0, *_ = _toy_gan(r1_every=4, r1_gamma=0.0)
+  _, m0 = jax.jit(step0)(init0(0), real)
+  assert bool(m["finite"]) and float(m["r1"]) > 0 and float(m0["r1"]) == 0

@@ -9,7 +9,8 @@
 * Frechet distance ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^{1/2}) in float64; the trace of the
   matrix square root is computed from the eigenvalues of S_r^{1/2} S_g S_r^{1/2} (symmetric PSD, eigh),
   clipped at 0 (no imaginary parts).
-* ``FeatureClassifier``: a small Flax CNN/MLP trained on the same dataset; its penultimate layer is the
+* ``FeatureClassifier``: a small Flax CNN/MLP trained (``train_classifier``, through ``research.train.fit``)
+  on the same dataset; its penultimate layer is the
   feature space (an offline stand-in for Inception / VGG features).
 kNN radii use ``research.geometry.knn`` (exact, chunked, sharded).
 """
@@ -123,41 +124,47 @@ class FeatureClassifier(nn.Module):
 
 
 def train_classifier(images, labels, *, kind: str = "conv", steps: int = 500, batch_size: int = 128,
-                     lr: float = 1e-3, seed: int = 0, num_classes: int = 10, feature_dim: int = 64):
-  """Trains ``FeatureClassifier`` with Adam; returns (model, params). Images NHWC in [-1, 1]."""
+                     lr: float = 1e-3, seed: int = 0, num_classes: int = 10, feature_dim: int = 64,
+                     workdir: str | None = None, run_name: str = "classifier", progress: bool = True):
+  """Trains ``FeatureClassifier`` with Adam through :func:`research.train.fit`; returns (model, params).
+
+  Images NHWC in [-1, 1]. ``seed`` gives the initial parameters and the batches (batch ``t`` draws its
+  indices from ``default_rng((seed, t))``, so a run resumed from a checkpoint in ``workdir`` sees the same
+  batches); ``workdir`` gets ``metrics.jsonl`` records tagged ``run_name`` and the checkpoints."""
+  from research import train
   model = FeatureClassifier(num_classes=num_classes, kind=kind, feature_dim=feature_dim)
-  params = model.init(jax.random.key(seed), jnp.asarray(images[:2]))["params"]
-  tx = optax.adam(lr)
-  opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, x, y):
-    def loss(p):
-      lg = model.apply({"params": p}, x)
-      return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
-    l, g = jax.value_and_grad(loss)(params)
-    u, opt = tx.update(g, opt, params)
-    return optax.apply_updates(params, u), opt, l
-
-  rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
+  params = model.init(key, jnp.asarray(images[:2]))["params"]
+  images, labels = np.asarray(images), np.asarray(labels)
   n = images.shape[0]
-  for _ in range(steps):
-    b = rng.integers(0, n, size=batch_size)
-    params, opt, _ = step(params, opt, jnp.asarray(images[b]), jnp.asarray(labels[b]))
-  return model, params
+
+  def loss_fn(p, batch, rng):
+    lg = model.apply({"params": p}, batch["x"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(lg, batch["y"]).mean()
+    return loss, {"acc": jnp.mean(jnp.argmax(lg, -1) == batch["y"])}
+
+  def batches(t):
+    b = np.random.default_rng((seed, t)).integers(0, n, size=batch_size)
+    return {"x": images[b], "y": labels[b]}
+
+  state = train.TrainState.create(params=params, tx=optax.adam(lr), rng=jax.random.fold_in(key, 1))
+  every = max(1, steps // 4)
+  state, _ = train.fit(loss_fn, state, batches, num_steps=steps, workdir=workdir, run_name=run_name,
+                       log_every=every, checkpoint_every=every, desc=run_name, progress=progress,
+                       mesh=train.make_mesh(jax.devices()[:1]))
+  return model, jax.device_get(state.params)
 
 
-@functools.lru_cache(maxsize=16)
-def _features_fn(model):
-  return jax.jit(lambda p, x: model.apply({"params": p}, x, return_features=True))
+@functools.partial(jax.jit, static_argnums=0)
+def _features(model, params, x):
+  return model.apply({"params": params}, x, return_features=True)
 
 
 def classifier_features(model, params, images, batch_size: int = 1000):
   """(features [n, F], softmax confidence max_c p(c|x) [n]) in float32 numpy."""
-  fn = _features_fn(model)
   feats, conf = [], []
   for s in range(0, images.shape[0], batch_size):
-    lg, f = fn(params, jnp.asarray(images[s:s + batch_size]))
+    lg, f = _features(model, params, jnp.asarray(images[s:s + batch_size]))
     feats.append(np.asarray(f))
     conf.append(np.asarray(jax.nn.softmax(lg).max(-1)))
   return np.concatenate(feats), np.concatenate(conf)
@@ -174,7 +181,7 @@ def evaluate_samples(real_feats, fake_feats, k: int = 3) -> dict:
 
 
 def accuracy(model, params, images, labels) -> float:
-  lg = jax.jit(lambda x: model.apply({"params": params}, x))(jnp.asarray(images))
+  lg, _ = _features(model, params, jnp.asarray(images))
   return float(np.mean(np.asarray(lg).argmax(-1) == np.asarray(labels)))
 
 

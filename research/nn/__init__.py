@@ -18,7 +18,7 @@ BERT and cross-/bi-encoders (9341, 9368), small GANs with a mapping network (914
 * :mod:`~research.nn.cross_encoder` -- :class:`CrossEncoder` (one logit per pair, trained with CoSENT),
   :class:`BiEncoder`, :class:`BiEncoderSBert`.
 * :mod:`~research.nn.gan` -- :class:`Generator`, :class:`Discriminator`, :class:`MappingNetwork`,
-  :func:`make_gan_trainer`.
+  :func:`init_gan_state`, :func:`make_gan_step`.
 
 Example::
 
@@ -33,7 +33,7 @@ from research.nn.attention import AttentionConfig, AttentionCore, MultiHeadAtten
 from research.nn.bert import (BertConfig, BertForMaskedLM, BertModel, BertTokenizer, CheckpointError,
                               SentenceEncoder, load_minilm, load_pretrained, save_pretrained)
 from research.nn.cross_encoder import BiEncoder, BiEncoderSBert, CrossEncoder
-from research.nn.gan import Discriminator, Generator, MappingNetwork, make_gan_trainer
+from research.nn.gan import Discriminator, Generator, MappingNetwork, init_gan_state, make_gan_step
 from research.nn.heads import PerturbMaxHead, SoftmaxHead, nll_loss
 from research.nn.position import PE_NAMES, alibi_bias, apply_rope, sinusoidal, t5_bucket, txl_position_logits
 from research.nn.position_sampling import PositionConfig, sample_positions
@@ -45,7 +45,7 @@ __all__ = [
     "BertConfig", "BertForMaskedLM", "BertModel", "BertTokenizer", "CheckpointError", "SentenceEncoder",
     "load_minilm", "load_pretrained", "save_pretrained",
     "BiEncoder", "BiEncoderSBert", "CrossEncoder",
-    "Discriminator", "Generator", "MappingNetwork", "make_gan_trainer",
+    "Discriminator", "Generator", "MappingNetwork", "init_gan_state", "make_gan_step",
     "PerturbMaxHead", "SoftmaxHead", "nll_loss",
     "PE_NAMES", "alibi_bias", "apply_rope", "sinusoidal", "t5_bucket", "txl_position_logits",
     "PositionConfig", "sample_positions",

@@ -5,9 +5,10 @@
 * ``Generator``: [mapping] -> synthesis (MLP or conv) -> images in [-1, 1] (tanh), NHWC.
   ``map(z)`` gives w (identity without mapping), ``synthesize(w)`` the images, ``__call__(z)`` both.
 * ``Discriminator``: MLP or conv with leaky-ReLU, one logit.
-* ``make_gan_trainer``: non-saturating GAN loss, Adam(lr 2e-4, beta1 0.5) for both players, an EMA of
-  the mapping output w_avg (beta 0.995, as StyleGAN2-ADA), and a jitted step that is ``vmap``-ed over
-  independent seeds (one compile trains all seeds).
+* ``init_gan_state`` / ``make_gan_step``: both players in one ``research.train.TrainState`` (one optimizer
+  state per player) and a custom train step (non-saturating loss, optional lazy R1, an EMA of the mapping
+  output w_avg with beta 0.995 as StyleGAN2-ADA) that ``research.train.fit`` / ``fit_population`` run; a
+  population vmaps it over independent seeds (one compile trains all seeds).
 """
 from __future__ import annotations
 
@@ -135,60 +136,87 @@ class Discriminator(nn.Module):
     return nn.Dense(1)(h)[:, 0]
 
 
-def make_gan_trainer(gen: Generator, disc: Discriminator, z_dim: int, batch_size: int,
-                     lr: float = 2e-4, b1: float = 0.5, w_avg_beta: float = 0.995,
-                     r1_gamma: float = 0.0, r1_every: int = 1):
-  """Returns (init(key) -> state, step(state, real_batch, key, with_r1=True) -> (state, metrics)), both
-  vmap-able (``with_r1`` is a Python bool: bind it with functools.partial before jit/vmap).
+def init_gan_state(gen: Generator, disc: Discriminator, z_dim: int, key: jax.Array,
+                   tx: optax.GradientTransformation):
+  """The two players in one :class:`research.train.TrainState`: ``params = {g, d, w_avg}`` (``w_avg``: the EMA
+  of the mapping output, not optimized) and ``opt_state = {g: tx.init(g), d: tx.init(d)}`` (one state per
+  player, see :mod:`research.train.players`). ``key`` gives the initial parameters and the step keys."""
+  from research.train.players import create_players
+  kg, kd, kr = jax.random.split(key, 3)
+  h, w, c = gen.image_shape
+  g = gen.init(kg, jnp.zeros((2, z_dim)))["params"]
+  d = disc.init(kd, jnp.zeros((2, h, w, c)))["params"]
+  w_dim = gen.w_dim if gen.mapping else z_dim
+  return create_players(params={"g": g, "d": d, "w_avg": jnp.zeros((w_dim,))}, players=("g", "d"), tx=tx,
+                        rng=kr)
 
-  state = dict(g=gen params, d=disc params, og/od=Adam states, w_avg=EMA of mapping outputs).
+
+def make_gan_step(gen: Generator, disc: Discriminator, z_dim: int, *, w_avg_beta: float = 0.995,
+                  r1_gamma: float = 0.0, r1_every: int = 1):
+  """A ``train_step(state, batch) -> (state, metrics)`` for :func:`research.train.fit` /
+  :func:`research.train.fit_population`: one step = ``r1_every`` GAN iterations on ``batch`` (real images
+  ``[B, r1_every, H, W, C]``), each a discriminator update and then a generator update against the updated
+  discriminator, each player with its own optimizer state (``state.tx``, e.g. Adam(2e-4, beta1 0.5)).
+  ``batch[:, i]`` is iteration ``i``'s real minibatch (the example axis leads, so the trainers shard it).
+
   Losses (non-saturating): L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))).
   ``r1_gamma > 0`` adds the R1 penalty (gamma / 2) E ||grad_x D(x)||^2 on real data to L_D (Mescheder et
-  al. 2018; StyleGAN2), which keeps the discriminator from overpowering a small generator.
-  ``r1_every > 1``: lazy R1 (StyleGAN2): the caller applies the penalty only every ``r1_every`` steps
-  (``with_r1=True`` on those steps), scaled by ``r1_every`` so its average strength is unchanged.
+  al. 2018; StyleGAN2), which keeps the discriminator from overpowering a small generator. Lazy R1
+  (StyleGAN2): only the first iteration of a step carries it, scaled by ``r1_every`` so its average strength
+  is unchanged (one step holds the ``r1_every`` iterations because under ``vmap`` a per-iteration switch
+  would compute both branches). ``w_avg`` tracks the EMA (beta 0.995, as StyleGAN2-ADA) of the mapping
+  output. The step keys are ``fold_in(fold_in(state.key, state.step), i)``; a non-finite iteration leaves
+  the state unchanged (``finite`` False).
   """
-  tx = optax.adam(lr, b1=b1, b2=0.999)
-  h, w, c = gen.image_shape
+  from research.train.players import all_finite, player_update
 
-  def init(key):
-    kg, kd = jax.random.split(key)
-    z = jnp.zeros((2, z_dim))
-    g = gen.init(kg, z)["params"]
-    d = disc.init(kd, jnp.zeros((2, h, w, c)))["params"]
-    w_dim = gen.w_dim if gen.mapping else z_dim
-    return {"g": g, "d": d, "og": tx.init(g), "od": tx.init(d), "w_avg": jnp.zeros((w_dim,))}
-
-  def step(state, real, key, with_r1: bool = True):
-    z = jax.random.normal(key, (batch_size, z_dim))
+  def iteration(state, real, key, with_r1: bool):
+    z = jax.random.normal(key, (real.shape[0], z_dim))
+    g = state.params["g"]
 
     def d_loss(dp):
-      fake = gen.apply({"params": state["g"]}, z)
+      fake = gen.apply({"params": g}, z)
       lr_, lf = disc.apply({"params": dp}, real), disc.apply({"params": dp}, fake)
-      loss = jnp.mean(jax.nn.softplus(-lr_) + jax.nn.softplus(lf))
+      adv = jnp.mean(jax.nn.softplus(-lr_) + jax.nn.softplus(lf))
+      r1 = jnp.zeros(())
       if r1_gamma > 0 and with_r1:
         gx = jax.grad(lambda xr: jnp.sum(disc.apply({"params": dp}, xr)))(real)
-        loss = loss + 0.5 * r1_gamma * r1_every * jnp.mean(jnp.sum(gx.reshape(gx.shape[0], -1) ** 2,
-                                                                   axis=-1))
-      return loss, (jnp.mean(lr_), jnp.mean(lf))
+        r1 = 0.5 * r1_gamma * r1_every * jnp.mean(jnp.sum(gx.reshape(gx.shape[0], -1) ** 2, axis=-1))
+      return adv + r1, (adv, r1, jnp.mean(lr_), jnp.mean(lf))
 
-    (ld, (dr, df)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"])
-    upd, od = tx.update(gd, state["od"], state["d"])
-    dp = optax.apply_updates(state["d"], upd)
+    (_, (ld, r1, dr, df)), gd = jax.value_and_grad(d_loss, has_aux=True)(state.params["d"])
+    state = player_update(state, "d", gd)
+    dp = state.params["d"]
 
     def g_loss(gp):
       wz = gen.apply({"params": gp}, z, method=Generator.map)
       fake = gen.apply({"params": gp}, wz, method=Generator.synthesize)
       return jnp.mean(jax.nn.softplus(-disc.apply({"params": dp}, fake))), wz
 
-    (lg, wz), gg = jax.value_and_grad(g_loss, has_aux=True)(state["g"])
-    upd, og = tx.update(gg, state["og"], state["g"])
-    gp = optax.apply_updates(state["g"], upd)
-    w_avg = w_avg_beta * state["w_avg"] + (1 - w_avg_beta) * jax.lax.stop_gradient(wz.mean(0))
-    new = {"g": gp, "d": dp, "og": og, "od": od, "w_avg": w_avg}
-    return new, {"loss_d": ld, "loss_g": lg, "d_real": dr, "d_fake": df}
+    (lg, wz), gg = jax.value_and_grad(g_loss, has_aux=True)(g)
+    state = player_update(state, "g", gg)
+    w_avg = w_avg_beta * state.params["w_avg"] + (1 - w_avg_beta) * jax.lax.stop_gradient(wz.mean(0))
+    state = state.replace(params={**state.params, "w_avg": w_avg})
+    gnorm = optax.global_norm(gd) + optax.global_norm(gg)
+    return state, {"loss_d": ld, "loss_g": lg, "r1": r1, "d_real": dr, "d_fake": df, "grad_norm": gnorm}
 
-  return init, step
+  def step(state, batch):
+    rng = jax.random.fold_in(state.key, state.step)
+    batch = jnp.swapaxes(batch, 0, 1)
+    new, m = iteration(state, batch[0], jax.random.fold_in(rng, 0), True)
+    if batch.shape[0] > 1:
+      def body(st, inp):
+        real, i = inp
+        return iteration(st, real, jax.random.fold_in(rng, i), False)
+      new, ms = jax.lax.scan(body, new, (batch[1:], jnp.arange(1, batch.shape[0])))
+      m = {k: (v + ms[k].sum()) / batch.shape[0] if k != "r1" else v for k, v in m.items()}
+    finite = all_finite(m, new.params)
+    keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
+    new = new.replace(step=state.step + 1, params=keep(new.params, state.params),
+                      opt_state=keep(new.opt_state, state.opt_state))
+    return new, {"loss": m["loss_d"], **m, "finite": finite}
+
+  return step
 
 
 def image_grid(images, nrow: int):
