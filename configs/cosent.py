@@ -6,7 +6,7 @@ What it reproduces
     best epoch by valid accuracy (threshold by Powell; the exact sweep is reported too), plus an equal-batch
     control (CoSENT at batch 32) and the proper-segment-id ablation. Published test Spearman / accuracy
     (BERT): CE 48.01/85.38 ATEC, 71.96/83.57 BQ, 78.53/88.10 LCQMC, 68.59/81.45 PAWSX (avg 66.77/84.63);
-    CoSENT 48.09/85.55, 72.25/83.73, 78.70/87.92, 69.34/81.85 (avg 67.10/84.76). RoBERTa rows in the driver.
+    CoSENT 48.09/85.55, 72.25/83.73, 78.70/87.92, 69.34/81.85 (avg 67.10/84.76). RoBERTa rows in experiments/cosent/tables.py.
     Offline (no Chinese BERT here) the encoder is a small character-level BERT, MLM-pretrained on the tasks'
     training pairs; ``--config.checkpoint=DIR`` (a local bert-base-chinese or chinese-roberta-wwm-ext in
     Hugging Face layout) runs the article's exact setting (lr 2e-5, maxlen 128 / PAWSX 256).
@@ -22,34 +22,25 @@ What it reproduces
     On a GPU also the MiniLM cross-encoder training throughput (pairs/s; ``bench_train_on_cpu`` forces it).
 
 Texts longer than ``max_len`` tokens are truncated (pairs longest-first); the driver reports how many.
+Training pads every batch to ``max_len`` (one shape per population); evaluation batches are cut to their longest
+row. Arms sharing (loss, batch size) and the seeds are one vmapped population (research.train.fit_population,
+one call per epoch, checkpointed in the workdir: a re-run resumes and trains nothing); CE (Dense(2), b32) and
+CoSENT (Dense(1), b64) differ in head and batch, so they are separate populations paired by seed (same
+initial encoder and head key, same data-order seed). The bi-encoder's CoSENT and SBERT losses share one model,
+so both losses x all seeds are one population. Verdicts: research.verdict (>= 3 seeds; a score whose interval
+does not clear chance -- Spearman 0, accuracy of the majority class -- is "not learned"; 9341's "no real
+improvement" is |CoSENT - CE| <= ``no_gain_tol`` = 1 point for the whole 95% interval of the paired
+differences; 8847's CoSENT > SBERT needs the interval above 0).
 
-Commands (the committed CPU runs; results/cosent/<variant>/results.md records each exact command)
-  python -m experiments.run --config=configs/cosent.py:quick --workdir=results/cosent/quick
-  python -m experiments.run --config=configs/cosent.py:bench --workdir=results/cosent/bench
-  python -m experiments.run --config=configs/cosent.py:interactive_cpu --workdir=results/cosent/interactive_cpu
-  python -m experiments.run --config=configs/cosent.py:interactive_en_cpu --workdir=results/cosent/interactive_en_cpu
-  python -m experiments.run --config=configs/cosent.py:bi_encoder_cpu --workdir=results/cosent/bi_encoder_cpu \
-      --config.pretrained_cache=results/cosent/interactive_cpu/pretrained   # optional: reuse interactive_cpu's model
-  python -m experiments.run --config=configs/cosent.py:interactive --workdir=W --config.checkpoint=/path/bert-base-chinese
+Command: ``python -m experiments.run --config=configs/cosent.py:<variant> --workdir=results/cosent/<variant>``
+(``--config.checkpoint=/path/bert-base-chinese`` runs ``interactive`` with the article's model).
 
-Time (2-core CPU shared with other jobs, measured 2026-11-24; an idle CPU is ~3-5x faster):
-smoke ~20-40 s; quick ~4 min (215 s measured at load ~8.6, 2026-12-06); bench ~6.5 min; interactive_en_cpu ~54 min (load ~13; MiniLM cross-encoder, ~11 s
-per 32-pair step); interactive_cpu ~26 min (load 4-7: 2 min MLM, ~1 min per ATEC/BQ/LCQMC fine-tuning run,
-~4 min per PAWSX run at max_len 128). The 2x64 char-BERT leaves chance on LCQMC and BQ (test Spearman ~24)
-but not on ATEC or PAWSX. 5x more MLM steps did not help at this fine-tuning budget (results/cosent/interactive_cpu/
-diagnostic.md). With so weak a model the reference's Powell threshold can stay on its starting plateau, so
-selection by valid accuracy may keep epoch 1. The driver therefore also reports CoSENT - CE with the epoch
-chosen by the exact (sweep) valid accuracy ("epoch by exact valid accuracy" rows; the committed results.md gives
-both views, added after the run). ``--config.selection=valid_acc_sweep`` makes that selection the headline.
-interactive_cpu measured CoSENT - CE average test Spearman -0.43 +- 0.30 and accuracy +0.37 +- 0.92 (sweep selection, 2
-seeds; published BERT +0.33 / +0.13), so the two losses are equal within noise, as in the article.
-bi_encoder_cpu ~14 min (load ~3.5: about half for the four MiniLM runs on STS-B-en, half for the 16 offline
-runs). Measured CoSENT - SBERT: -0.10 +- 0.25 on STS-B-en (MiniLM already tuned) and -1.21 +- 1.38 averaged over
-the Chinese tasks (published BERT +4.63). The sign is not robust at this size (the 3000-pair run gave +2.75 +- 1.92),
-and ATEC/BQ/PAWSX are near chance. interactive (full
-data, 5 seeds, 5 arms, 4-layer offline model, 20k MLM steps) ~days on CPU / ~6 h on a GPU; with a
-BERT-base checkpoint ~12 GPU-hours (4 tasks x 5 arms x 5 seeds x 5 epochs); interactive_en ~20
-GPU-minutes; bi_encoder ~1 GPU-hour. GPU variants have not been run in this project (no GPU was available).
+Time (2-core CPU shared with 4-5 other jobs, load ~10-16, 2026-12-06; an idle CPU is ~3-5x faster):
+smoke ~3.5 min (mostly compilation: one population call per epoch); quick, interactive_cpu, bi_encoder_cpu,
+bench: see each results.md's wall time (measured runs of this commit). interactive_en_cpu was ~54 min with 2
+seeds (2026-11-24, load ~13); with 3 seeds ~1.5 h. GPU variants (interactive: full data, 5 seeds, 5 arms,
+4-layer offline model, 20k MLM steps, ~6 GPU-hours, ~12 with BERT-base; interactive_en ~20 GPU-minutes;
+bi_encoder ~1 GPU-hour) have not been run in this project (no GPU was available).
 """
 import ml_collections
 
