@@ -35,10 +35,10 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds-to-a-minute; tiny CHE + tiny MLM end to end (used by the tests)",
-    "quick": "~1-2 min CPU: Bucket Sort, RoPE plain vs randomized (headline: randomization extrapolates)",
-    "che": "~25-30 min idle 2-core CPU, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
+    "quick": "~3-5 min CPU: Bucket Sort, RoPE plain vs randomized, 3 seeds (headline: randomization extrapolates)",
+    "che": "~25-30 min idle 2-core CPU per seed, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
     "che_full": "GPU: all 15 CHE tasks x 6 PEs x {plain, randomized, grid test}, 10 seeds, 100k steps",
-    "mlm_extrapolation": "~8 min CPU: char MLM trained at 64, tested at 512; all arms of the issue",
+    "mlm_extrapolation": "~25-35 min CPU: char MLM trained at 64, tested at 512; all arms of the issue, 3 seeds",
     "bench": "step time randomized vs plain positions (overhead ratio), CHE throughput",
 }
 REPRODUCE = ["che", "mlm_extrapolation", "bench"]
@@ -52,11 +52,25 @@ REDUCED_TASKS = ("bucket_sort", "even_pairs", "missing_duplicate", "reverse_stri
                  "parity_check")
 
 
+def arm(name: str, train: str = "sequential", test: str = "sequential", logn: bool = False,
+        **extra) -> ml_collections.ConfigDict:
+  """One compared setting: training positions (sequential | random | equal_mean, MLM also equal_mean_beta),
+  test positions (sequential | random | grid), log-n attention scaling; MLM arms also carry ``label``,
+  ``window`` (the 9431 super-baseline: attend within the training length at test) and ``kappa`` (Beta)."""
+  return ml_collections.ConfigDict(dict(name=name, train=train, test=test, logn=logn, **extra))
+
+
+PLAIN = arm("plain")
+RANDOMIZED = arm("randomized", "random", "random")
+RANDOMIZED_GRID = arm("randomized_grid", "random", "grid")
+EQUAL_MEAN = arm("equal_mean", "equal_mean", "sequential")
+
+
 def _che(variant: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.tasks = REDUCED_TASKS
   c.pes = ("sin_cos", "rope", "alibi")
-  c.arms = ("plain", "randomized")            # see experiments.position_robustness.parse_arm
+  c.arms = (PLAIN, RANDOMIZED)                # arms with the same logn train as one population per (task, PE)
   c.seeds = 1
   c.train_max_length = 40                     # N: training lengths 1..N
   c.test_lengths = (40, 41, 100, 200, 500)   # 40 = N: the fit at the training range (not in the score)
@@ -75,11 +89,11 @@ def _che(variant: str) -> ml_collections.ConfigDict:
   c.log_every = 100
   c.eval_samples = 32
   c.eval_batch = 16
-  c.load_raw = ()                             # dirs with che_raw.json to merge instead of training
+  c.load_raw = ()                             # dirs with che_raw.json to render instead of training
   if variant == "smoke":
     c.tasks = ("reverse_string",)
     c.pes = ("rope",)
-    c.arms = ("plain", "randomized", "equal_mean")
+    c.arms = (PLAIN, RANDOMIZED, EQUAL_MEAN)
     c.train_max_length = 6
     c.test_lengths = (12,)
     c.max_len = 64
@@ -94,14 +108,14 @@ def _che(variant: str) -> ml_collections.ConfigDict:
   elif variant == "quick":
     c.tasks = ("bucket_sort",)
     c.pes = ("rope",)
-    c.arms = ("plain", "randomized")
-    c.test_lengths = (41, 100, 200)
+    c.seeds = 3
+    c.test_lengths = (40, 41, 100, 200)
     c.train_steps = 600
     c.log_every = 100
   elif variant == "che_full":
     c.tasks = ALL_TASKS
     c.pes = ("none", "sin_cos", "learned", "rope", "relative", "alibi")
-    c.arms = ("plain", "randomized", "randomized_grid")
+    c.arms = (PLAIN, RANDOMIZED, RANDOMIZED_GRID)
     c.seeds = 10
     c.test_lengths = tuple(range(41, 501))
     c.num_layers = 5
@@ -113,11 +127,6 @@ def _che(variant: str) -> ml_collections.ConfigDict:
     c.log_every = 1000
     c.eval_samples = 512
     c.eval_batch = 128
-  elif variant == "bench":
-    c.pes = ("rope", "sin_cos")
-    c.seeds = 4
-    c.batch_size = 32
-    c.log_every = 20
   return c
 
 
@@ -126,8 +135,23 @@ def _mlm(variant: str) -> ml_collections.ConfigDict:
   m.train_len = 64
   m.test_len = 512
   m.max_len = 2048                            # L of the RPE arms
-  m.beta_kappas = (4.0,)                      # kappa = alpha + beta of the Beta equal-mean sampler (swept)
   m.min_span = 0.0                            # no floor on the exponential span (the article says nothing)
+  # spec 07 §6.3 C2: all arms of one training scheme share its trained runs (log n, the test positions and
+  # the window change only the evaluation); kappa = alpha + beta of the Beta equal-mean sampler.
+  m.arms = (
+      arm("1", label="baseline (RoPE)"),
+      arm("2", logn=True, label="+ log n"),
+      arm("3", "random", "random", label="RPE, random test"),
+      arm("4", "random", "grid", label="RPE, grid test"),
+      arm("4b", "random", "random", True, label="RPE, random test + log n"),
+      arm("5", "random", "grid", True, label="RPE, grid test + log n"),
+      arm("6", "equal_mean", label="equal-mean exp (test p=k)"),
+      arm("7", "equal_mean", logn=True, label="equal-mean exp + log n"),
+      arm("8", "equal_mean_beta", kappa=4.0, label="equal-mean Beta k=4"),
+      arm("8b", "equal_mean_beta", logn=True, kappa=4.0, label="equal-mean Beta k=4 + log n"),
+      arm("9", window=True, label="super-baseline (window = train length)"),
+  )
+  m.seeds = 3                                 # one population: seeds x training schemes
   m.num_layers = 2
   m.d_model = 64
   m.num_heads = 4
@@ -142,6 +166,7 @@ def _mlm(variant: str) -> ml_collections.ConfigDict:
     m.train_len = 8
     m.test_len = 32
     m.max_len = 64
+    m.seeds = 1
     m.num_layers = 1
     m.d_model = 16
     m.num_heads = 2
@@ -163,20 +188,21 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.bench = ml_collections.ConfigDict()
   cfg.bench.task = "reverse_string"
   cfg.bench.pes = ("rope", "sin_cos")
+  cfg.bench.arms = (PLAIN, RANDOMIZED)        # timed against each other, one population each
+  cfg.bench.seeds = 4                         # runs of one population (vmapped), as in a CHE group
+  cfg.bench.batch_size = 32
+  cfg.bench.steps = 20                        # steps per timed call (one jitted lax.scan)
   cfg.bench.repeats = 9
   reduced = variant in ("smoke", "quick", "che", "mlm_extrapolation", "bench")
   cfg.notes = (
-      "REDUCED reproduction on a shared 2-core CPU: few steps, 1 seed, small models, a handful of test lengths "
-      "and 32 samples per length; the published numbers come from 10 seeds x 3 learning rates and up to 2M "
-      "steps (Ruoss et al.), so only directions of effects are compared. Evaluation is deterministic (no "
+      "REDUCED reproduction on a shared 2-core CPU: few steps, few seeds, small models, a handful of test "
+      "lengths and 32 samples per length; the published numbers come from 10 seeds x 3 learning rates and up "
+      "to 2M steps (Ruoss et al.), so only directions of effects are compared. Evaluation is deterministic (no "
       "dropout); positions at test follow each arm's protocol (random: one draw per evaluation batch; grid: "
       "p_k = k L / M with M the longest test sequence in tokens). Sequences are the task tokens followed by one "
       "empty token per output (non-autoregressive); positions cover the whole sequence, so Reverse String at "
-      "n=500 uses 1000 positions of L=2048. CHE score = mean per-token accuracy over the test lengths > N "
-      "(max over seeds in the rows). Cycle Navigation uses the reference-code action map {-1, 0, +1}. MLM: "
-      "char-level tinyshakespeare (90/10 split), pre-LN RoPE encoder, 15% BERT masking, all position schemes "
-      "trained from the same initialisation on the same batches (vmapped); log n only changes the test-time "
-      "factor (it is 1 at the training length)."
+      "n=500 uses 1000 positions of L=2048. CHE score = mean per-token accuracy over the test lengths > N. "
+      "Cycle Navigation uses the reference-code action map {-1, 0, +1}."
       if reduced else
       "Full-size protocol (spec 07 §3.7): dropout 0.1 in training, deterministic evaluation.")
   return cfg
