@@ -110,6 +110,12 @@ def che_rows(c, table: dict, arm_names, res: Results) -> None:
       "steps, 10 seeds, every length 41..500 x 512 samples. Verdicts: research.verdict (per-seed values, 95% "
       f"t-interval, >= {V.MIN_SEEDS} seeds for anything but 'inconclusive'; an arm whose score does not clear "
       f"the uniform-guess accuracy (1/classes, averaged over the tasks: {100 * base_chance:.1f}%) has not learned).")
+  if seeds < V.MIN_SEEDS:
+    res.notes.append(
+        f"Seeds: {seeds} < {V.MIN_SEEDS}, so no comparison can be more than 'inconclusive' (the shared verdict "
+        "rule). A re-run of this grid with >= 3 seeds (`--config.che.seeds=3`, one population of seeds x arms "
+        "per task and PE) is left to the next budget issue: at about an hour per seed on the shared 2-core CPU it "
+        "does not fit now.")
   fits = {k: fit_at_n(d, N) for k, d in table.items()}
   for k, v in fits.items():
     if v is not None:
