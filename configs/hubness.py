@@ -33,21 +33,18 @@ Reproduces:
 Command: python -m experiments.run --config=configs/hubness.py:<variant> --workdir=results/hubness/<variant>
 
 Time (2-core CPU shared with other jobs / one GPU):
-  smoke       ~30-60 s (compilation) / seconds
-  quick       ~8 s: volume table + emergence at N=4,000 for d in {2, 32, 512}, 1 seed / seconds
-              (measured 7.4 s, load ~1.8, 2026-12-06, whole command)
-  volume      ~5 s
-  emergence   ~1 min (30 exact kNN graphs of 10,000 points; 33 s measured on the idle CPU with 1 device;
-              575 s with 8 emulated devices, the older kNN and other jobs sharing the CPU) / < 1 min
-  gan         ~18-30 min: digits (3 seeds vmapped, 3,000 MLP steps, 1,000 samples per condition; ~2-4
-              min) + fashion_mnist as in gan_fashion (40 batches before recalibrating the official rule);
-              1,054 s measured for both with one other job on the CPU (902 s for digits alone with ~7
-              jobs sharing it) / minutes
-  gan_fashion ~20-30 min: 3 seeds vmapped, 2,500 conv steps (0.3-0.5 s/step); 1,167 s measured (GAN
-              training 967 s) with another session's jobs on the CPU / minutes
-  gan_plainz  ~2-4 min: 90 s measured (3 seeds, 3,000 MLP steps; 245 s under heavier load) / < 1 min
+  smoke       ~1-2 min (compilation; 87 s measured at load ~16) / seconds
+  quick       ~20 s idle: volume table + emergence at N=4,000 for d in {2, 32, 512}, 3 seeds / seconds
+              (measured 85 s at load ~16-20 from other sessions, 2026-12-06, whole command)
+  volume      ~5-10 s idle (55 s measured at load ~20)
+  emergence   ~1 min idle (30 exact kNN graphs of 10,000 points; 283 s measured at load ~22) / < 1 min
+  gan         ~20-30 min idle: digits (3 seeds as one population, 3,000 MLP iterations, 1,000 samples per
+              condition) + fashion_mnist as in gan_fashion (40 batches before recalibrating the official
+              rule) / minutes
+  gan_fashion ~20-30 min idle: 3 seeds as one population, 2,500 conv iterations / minutes
+  gan_plainz  ~2-4 min idle: 434 s measured at load ~22-26 (GAN training 91 s) / < 1 min
   gan_gpu     GPU-sized: 20k steps, 10,000 samples per condition, N_ref 10,000 (not run on CPU)
-  bench       ~1-2 min / seconds; bench_gpu N = 100,000 (GPU only)
+  bench       ~1-2 min idle (329 s at load ~24) / seconds; bench_gpu N = 100,000 (GPU only)
 """
 import ml_collections
 
