@@ -135,6 +135,7 @@ def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
   cfg.bi_batch_size = 32                             # pairs per bi-encoder batch (8847)
   cfg.bi_pooling_offline = "cls"                     # Su: last-layer [CLS]
   cfg.bi_pooling_minilm = "mean"                     # MiniLM's native pooling
+  cfg.minilm_seed_loop = True   # MiniLM bi-encoders: one population (CoSENT + SBERT runs) per seed, for memory
   # ---- bench -------------------------------------------------------------------------------------------
   cfg.bench_sizes = (64, 1024, 4096)
   cfg.bench_sentences = 256

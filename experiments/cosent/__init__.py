@@ -86,7 +86,8 @@ def run(config, workdir: str) -> Results:
       _data_note(res, task, info, max_len, f"bi-encoder ({'all-MiniLM-L6-v2' if minilm else 'offline char-BERT'}, "
                  f"{pooling} pooling, lr {enc[3]['lr']:g}) ")
       hist[task], untrained[task] = train_arms.train_bi(config, enc, splits, task=task, pooling=pooling,
-                                                        lr=enc[3]["lr"], workdir=workdir, graded=minilm)
+                                                        lr=enc[3]["lr"], workdir=workdir, graded=minilm,
+                                                        seed_loop=minilm and config.minilm_seed_loop)
     tables.bi_rows(res, hist, untrained)
   if "bench" in config.parts:
     bench.run_bench(config, config.seed, res)

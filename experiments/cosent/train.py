@@ -121,11 +121,12 @@ def train_cross(config, enc, splits: dict, arms: tuple, *, task: str, lr: float,
 
 
 def train_bi(config, enc, splits: dict, *, task: str, pooling: str, lr: float, workdir: str,
-             graded: bool = False) -> tuple[dict, float]:
+             graded: bool = False, seed_loop: bool = False) -> tuple[dict, float]:
   """CoSENT (lambda = ``cosent_cos_scale`` on cosines) vs Sentence-BERT ([u, v, |u-v|] + softmax CE) bi-encoders:
   one model (it returns both the pair cosines and the SBERT logits), so both losses x all seeds are one
-  population; ``run_args`` (0: CoSENT, 1: SBERT) picks each run's loss. Returns ``({"cosent"|"sbert": [per
-  seed: [per epoch: evaluation]]}, untrained test Spearman)``."""
+  population (``seed_loop``: one population per seed, for memory); ``run_args`` (0: CoSENT, 1: SBERT) picks
+  each run's loss. Returns ``({"cosent"|"sbert": [per seed: [per epoch: evaluation]]}, untrained test
+  Spearman)``."""
   bcfg, bert_params = enc[0], enc[1]
   tr = splits["train"]
   model = xe.BiEncoderSBert(bcfg, pooling=pooling)
@@ -136,15 +137,18 @@ def train_bi(config, enc, splits: dict, *, task: str, pooling: str, lr: float, w
   y_sbert = (tr["y"] > 2.5).astype(np.float32) if graded else tr["y"]
   arrays = {"a_ids": tr["a_ids"], "a_mask": tr["a_mask"], "b_ids": tr["b_ids"], "b_mask": tr["b_mask"],
             "y": tr["y"], "y_sbert": y_sbert}
-  losses, runs, states, fns = ("cosent", "sbert"), [], [], []
-  for loss in losses:
-    for s in range(config.seeds):
-      k = run_key(config.seed, s)
-      params = jax.tree.map(jnp.copy, xe.with_pretrained(init(k), bert_params, path=("encoder", "bert")))
-      states.append(train.TrainState.create(params=params, tx=tx, rng=jax.random.fold_in(k, 1)))
-      runs.append(f"bi/{task}/{loss}/seed{s}")
-      fns.append(data_lib.batch_fn(arrays, config.bi_batch_size, seed=run_seed(config.seed, s)))
-  arm_id = np.repeat(np.arange(len(losses), dtype=np.int32), config.seeds)
+  losses = ("cosent", "sbert")
+
+  def population(seeds):
+    runs, states, fns = [], [], []
+    for loss in losses:
+      for s in seeds:
+        k = run_key(config.seed, s)
+        params = jax.tree.map(jnp.copy, xe.with_pretrained(init(k), bert_params, path=("encoder", "bert")))
+        states.append(train.TrainState.create(params=params, tx=tx, rng=jax.random.fold_in(k, 1)))
+        runs.append(f"bi/{task}/{loss}/seed{s}")
+        fns.append(data_lib.batch_fn(arrays, config.bi_batch_size, seed=run_seed(config.seed, s)))
+    return runs, states, fns, np.repeat(np.arange(len(losses), dtype=np.int32), len(seeds))
 
   def loss_fn(params, b, rng, arm):
     n = b["y"].shape[0]
@@ -170,17 +174,23 @@ def train_bi(config, enc, splits: dict, *, task: str, pooling: str, lr: float, w
     norm = np.linalg.norm(e["a"], axis=-1) * np.linalg.norm(e["b"], axis=-1)
     return (e["a"] * e["b"]).sum(-1) / np.maximum(norm, 1e-12)
 
-  def evaluate(params):
+  def evaluate(params, n):
     c = {split: cosines(params, splits[split]) for split in ("valid", "test")}
-    return [{f"{split}_spearman": sts.spearman(splits[split]["y"], c[split][i]) for split in c}
-            for i in range(len(runs))]
+    return [{f"{split}_spearman": sts.spearman(splits[split]["y"], c[split][i]) for split in c} for i in range(n)]
 
-  untrained = sts.spearman(splits["test"]["y"], cosines(jax.tree.map(lambda x: x[None], states[0].params),
-                                                        splits["test"])[0])
   spe = len(tr["y"]) // config.bi_batch_size
   every = max(1, min(config.log_every, spe))
-  fit = lambda n: train.fit_population(
-      loss_fn, states, fns, num_steps=n, run_ids=runs, run_args=arm_id, workdir=workdir, name=f"bi/{task}",
-      log_every=every, steps_per_call=every, desc=f"bi-encoder {task}", mesh=_mesh(config), keep_checkpoints=1)
-  hist = _epochs(fit, runs, config.epochs, spe, workdir, evaluate)
-  return {loss: hist[i * config.seeds:(i + 1) * config.seeds] for i, loss in enumerate(losses)}, untrained
+  out, untrained = {loss: [None] * config.seeds for loss in losses}, None
+  for group in ([[s] for s in range(config.seeds)] if seed_loop else [list(range(config.seeds))]):
+    runs, states, fns, arm_id = population(group)
+    if untrained is None:
+      one = jax.tree.map(lambda x: x[None], states[0].params)
+      untrained = sts.spearman(splits["test"]["y"], cosines(one, splits["test"])[0])
+    fit = lambda n, runs=runs, states=states, fns=fns, arm_id=arm_id, group=group: train.fit_population(
+        loss_fn, states, fns, num_steps=n, run_ids=runs, run_args=arm_id, workdir=workdir,
+        name=f"bi/{task}/{'-'.join(map(str, group))}", log_every=every, steps_per_call=every,
+        desc=f"bi-encoder {task}", mesh=_mesh(config), keep_checkpoints=1)
+    hist = _epochs(fit, runs, config.epochs, spe, workdir, lambda p, n=len(runs): evaluate(p, n))
+    for i, (loss, s) in enumerate((loss, s) for loss in losses for s in group):
+      out[loss][s] = hist[i]
+  return out, untrained
