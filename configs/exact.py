@@ -7,29 +7,30 @@ on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estima
 * ``toy`` -- the article's 3-point example {(-0.25,-1),(0,-1),(0.25,1)} with f(x) = x - b. Published (Su):
   CE optimum b = 0.7, hinge optimum b in [0.75, 1], perfect accuracy needs b in (0, 0.25). Also the learnable
   scale f(x) = k(x - b) (Su's objection: CE and hinge then find a correct b) and EXACT with trainable sigma.
-  Measured: 30 s on the 2-core CPU.
+  Measured: 65 s on the 2-core CPU at load ~25 (2026-12-06).
 * ``tabular`` -- the paper's Table 1 protocol on breast-cancer and wine (scikit-learn copies of the UCI files):
   linear model, SGD + momentum, per-epoch exponential LR to 1e-4, sigma/temperature schedule 10 -> 0.01,
   gradient normaliser (EXACT) or clipping (others), 20-trial random search on a validation split, 5 seeds, each
   search and each seed set one population of research.train.fit_population. Published: breast-cancer sklearn
   95.61, CE 95.61, hinge/sigmoid/Beta-Bernoulli/polynomial/PolyLoss 97.37, EXACT 96.49; wine 100.0 for all,
   compared in whole test samples (114 / 36). The CPU budget trains ~100 steps per "epoch" (the paper ~500:
-  ``--config.tab.target_steps_per_epoch=500``). Measured: ~25 min per dataset on the 2-core CPU under load.
+  ``--config.tab.target_steps_per_epoch=500``). Measured: 548 s for both datasets on the 2-core CPU at load ~12-20
+  (2026-12-06).
 * ``fashion`` -- from-scratch Flax CNN on Fashion-MNIST: CE vs softmax 1 - p vs EXACT (mean, meanlog); Su's claim
   is that CE wins from scratch. ``fashion`` is the CPU size: CNN 3x3 convs 32-64 with stride 2 (no max-pool,
   whose backward is ~7x slower on XLA CPU), dense 128, SGD only, 3 seeds x 8 "epochs" of 100 steps of batch 128
-  (800 steps, ~1.7 passes over the 60k training images), full 10k test set: ~16 min on the 2-core CPU under
-  load. ``fashion_gpu`` is the full size for an accelerator (max-pool CNN, SGD and Adam, 5 seeds, 30 epochs of
+  (800 steps, ~1.7 passes over the 60k training images), full 10k test set, each run one research.train.fit:
+  1,247 s on the 2-core CPU at load ~20-25 (2026-12-06). ``fashion_gpu`` is the full size for an accelerator (max-pool CNN, SGD and Adam, 5 seeds, 30 epochs of
   468 steps; not run here).
 * ``estimator`` -- bias, standard deviation and time of the quadrature vs the Genz estimator, C in {2,10,100,1000}.
   The Genz value draws run only the value channel (O(n B C)); only the timed fwd+bwd pass is O(n B C^2).
-  Measured: ~1.5 min (load ~10).
+  Measured: 290 s at load ~23 (2026-12-06).
 * ``bench`` -- EXACT (quadrature) forward+backward vs cross-entropy, batch 256 x {10, 100, 1000} classes, with the
   library default (mode-centred adaptive Gauss-Hermite, K = 12/16/24 for C <= 16/128/more) and the old default
   (Gauss-Hermite K=16 centred at 0); research.special.log_ndtr vs jax's log_ndtr and one exp on the B x C x K
-  grid; quadrature vs Genz at equal error. Ratios only, per interleaved round. Measured: ~1 min (load ~3).
+  grid; quadrature vs Genz at equal error. Ratios only, per interleaved round. Measured: 424 s at load ~24 (2026-12-06).
 * ``quick`` -- toy + a reduced breast-cancer search (+ Su's CE ~ 1 - E[p] correlation) + a small estimator table.
-  Measured: ~30 s (idle) to a few minutes (under load).
+  Measured: 434 s at load ~25 (2026-12-06).
 
 Results: ``results/exact/<variant>/results.md``.
 
@@ -41,10 +42,10 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; every part at toy size (used by the tests)",
-    "quick": "~30 s on CPU (idle): toy + reduced breast-cancer search + estimator (make run's tour)",
+    "quick": "~7 min on CPU under load: toy + reduced breast-cancer search + estimator (make run's tour)",
     "toy": "the article's 3-point example: CE / hinge / EXACT optima of b, learnable scale, trainable sigma",
-    "tabular": "paper Table 1 protocol on breast-cancer and wine, all 8 methods, 20 trials + 5 seeds (~50 min CPU)",
-    "fashion": "Fashion-MNIST CNN from scratch: CE vs 1-p vs EXACT mean/meanlog, 3 seeds x 800 steps (CPU, ~16 min)",
+    "tabular": "paper Table 1 protocol on breast-cancer and wine, all 8 methods, 20 trials + 5 seeds (~9 min CPU)",
+    "fashion": "Fashion-MNIST CNN from scratch: CE vs 1-p vs EXACT mean/meanlog, 3 seeds x 800 steps (CPU, ~21 min)",
     "fashion_gpu": "the same at full size for an accelerator (not run on CPU)",
     "estimator": "quadrature vs Genz: bias, std and time for C in {2, 10, 100, 1000}",
     "bench": "EXACT fwd+bwd vs CE at batch 256 x {10,100,1000}; quadrature vs Genz at equal error",
