@@ -52,6 +52,7 @@ VARIANTS = {
     "bench": "Flax (batch sharded over one JAX CPU device per core) vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
     "interactive_cpu": "9341 protocol on CPU: ATEC/BQ/LCQMC/PAWSX, 4000 train / 1000 valid / 1000 test pairs each, 2x64 char-BERT (300 MLM steps on all four tasks' pairs), 2 epochs, 3 seeds",
+    "interactive_controls_cpu": "interactive_cpu's model and budget on LCQMC with all 5 arms: equal-batch CoSENT(b32) and proper-segment-id controls, 3 seeds",
     "interactive_en": "MiniLM cross-encoder on English STS-B, CE (binarised) vs CoSENT (graded), full data, 3 seeds (GPU)",
     "interactive_en_cpu": "interactive_en on CPU: 1024 train / 400 dev / 400 test pairs, 2 epochs, 3 seeds",
     "bi_encoder": "8847: CoSENT vs Sentence-BERT bi-encoders, MiniLM on STS-B + offline model on Chinese tasks (GPU)",
@@ -77,6 +78,12 @@ CPU = ("quick", "interactive_cpu", "bi_encoder_cpu")
 
 
 def get_config(variant: str = "smoke") -> ml_collections.ConfigDict:
+  if variant == "interactive_controls_cpu":   # the same pretrained model (same MLM config and seed), LCQMC only
+    cfg = get_config("interactive_cpu")
+    cfg.variant = variant
+    cfg.tasks = ("LCQMC",)
+    cfg.arms = ALL_ARMS
+    return cfg
   cfg = common.base_config("cosent", variant, VARIANTS)
   v = variant
   cfg.parts = {"smoke": ("interactive", "bi_encoder"), "quick": ("interactive",), "bench": ("bench",),
