@@ -110,7 +110,8 @@ def test_gradients_match_finite_differences():
   x0 = X[:2, :4].astype(np.float64)
   wts = np.linspace(-1, 1, 8).reshape(2, 4)
   for noise in ("normal", "cauchy"):
-    f = jax.jit(lambda z, noise=noise: jnp.sum(wts * pm.perturb_max_probs(z, noise, num_nodes=24)))
+    k = 24 if noise == "normal" else None   # Cauchy: its default window rule (K = 224)
+    f = jax.jit(lambda z, noise=noise, k=k: jnp.sum(wts * pm.perturb_max_probs(z, noise, num_nodes=k)))
     g = np.asarray(jax.grad(f)(jnp.asarray(x0, jnp.float32)))
     g_fd = finite_difference_grad(lambda z: f(jnp.asarray(z, jnp.float32)), x0, eps=1e-2)
     np.testing.assert_allclose(g, g_fd, atol=2e-3)
@@ -210,7 +211,12 @@ def test_heads_drop_in_and_nll():
   np.testing.assert_allclose(heads.perturb_max_nll(logits, labels, scale=pm.GUMBEL_STD), loss(hp), rtol=1e-5)
 
 
-def test_smoke_end_to_end(tmp_path):
+def test_smoke_end_to_end(tmp_path, capsys):
+  """The smoke variant end to end: identities, the verdict rule on every row, classify populations that
+  checkpoint in the workdir and resume on a re-run without duplicating records or changing the results."""
+  import json
+
+  from research.verdict import Verdict
   from tests.helpers import run_experiment
   rec = run_experiment("perturb_max.py", "smoke", tmp_path)
   m = rec["metrics"]
@@ -219,7 +225,22 @@ def test_smoke_end_to_end(tmp_path):
   assert m["prop_monotonicity_violations"] == 0 and m["prop_min_p"] >= 0
   assert "classify_acc_softmax" in m and "classify_acc_normal" in m
   assert m["bench_ratio_pm_over_softmax"] > 0 and np.isfinite(m["bench_ratio_mc_equal_error_over_pm"])
-  assert (tmp_path / "quadrature_error_vs_K.png").exists()
+  for png in ("quadrature_error_vs_K.png", "classify_accuracy.png", "classify_loss.png"):
+    assert (tmp_path / png).exists()
+  rows = {r["name"]: r for r in rec["rows"]}
+  assert all(r["verdict"] in {v.value for v in Verdict} for r in rec["rows"])
+  assert rows["Gumbel PM = softmax (max abs err, float32)"]["verdict"] == "agrees"
+  # one seed: the head comparison can be no better than inconclusive, and says n=1
+  cmp = rows["Fashion-MNIST test acc (points), head=normal - softmax"]
+  assert cmp["verdict"] == "inconclusive" and "(n=1" in cmp["measured"]
+  records = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  runs = {json.loads(r).get("run") for r in records}
+  assert {"classify/softmax/seed0", "classify/normal/seed0"} <= runs
+  capsys.readouterr()
+  again = run_experiment("perturb_max.py", "smoke", tmp_path, {"parts": ("classify",)})
+  assert "resumed from step 4" in capsys.readouterr().err
+  assert (tmp_path / "metrics.jsonl").read_text().splitlines() == records
+  assert again["metrics"]["classify_acc_normal"] == m["classify_acc_normal"]
 
 
 # ----------------------------------------------------------------------------------------------------------
