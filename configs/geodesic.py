@@ -30,10 +30,10 @@ Verdicts (research.verdict): sanity over ``sanity.seeds`` independent point draw
 comparison is paired (geodesic - base on the same seed, fold or entity) with a 95% t-interval.
 
 Command: python -m experiments.run --config=configs/geodesic.py:<variant> --workdir=results/geodesic/<variant>
-Time measured on the 2-core CPU (8 emulated devices) while shared with 8 other jobs (load 10-45):
-smoke ~40 s without / ~2 min with the MiniLM parts, quick 63 s (21 s at load ~2.8 on 2026-12-06), sanity 95 s, retrieval ~12 min,
-sts 2.7 min, summarization 14 min, bench 2.4 min; on an idle machine expect several times less. On one
-GPU each is well under a minute except MiniLM encoding for ``full``.
+Time on the 2-core CPU: smoke ~10 s without / ~15 s with the MiniLM parts (idle); measured at load ~20-25
+(2026-12-06, shared with other jobs; expect several times less on an idle machine): quick 306 s, sanity 811 s
+(3 seeds), retrieval 1239 s, sts 184 s, summarization 1098 s, bench: see its results. On one GPU each is well
+under a minute except MiniLM encoding for ``full``.
 """
 import ml_collections
 
@@ -41,7 +41,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; every part at toy size (used by the tests)",
-    "quick": "~1 min CPU: sphere pole-to-pole vs pi, swiss roll Spearman (3 seeds), digits near/far retrieval",
+    "quick": "~1-5 min CPU: sphere pole-to-pole vs pi, swiss roll Spearman (3 seeds), digits near/far retrieval",
     "sanity": "sphere S^2 (N 500/2000/8000) and swiss roll (N 2000), k in {5,10,20}, 3 seeds",
     "retrieval": "digits + Fashion-MNIST 5k (pixels, PCA-50): mAP, P@10, far-band precision; centroid themes",
     "sts": "STS-B test with MiniLM: Spearman of cosine vs geodesic, overall and by gold band",
