@@ -12,22 +12,26 @@ Reproduces, at reduced size:
 
 Command: python -m experiments.run --config=configs/position_robustness.py:<variant> --workdir=results/position_robustness/<variant>
 
-Variants and time (2-core CPU shared with other jobs / one GPU):
-  smoke              ~30-60 s CPU (compile dominated): 1 tiny CHE group + a tiny MLM; used by the tests.
-  quick              ~2 min CPU (123 s measured at load ~6.6, 2026-12-06): Bucket Sort x RoPE, plain vs randomized (the headline effect) at toy size.
-  che                measured: 57 min (3,440 s, one process, the command above) on the 2-core CPU shared at load
-                     8-15 (2026-12-06, the re-run with the official generators of issue 17); earlier 84 min for
-                     the first 4 tasks at load 10-19 and 7 min for the other 2 (Cycle Navigation, Parity) on the
-                     idle CPU: ~25-30 min idle in all (REDUCED: 6 tasks x {sin/cos, RoPE,
-                     ALiBi} x {plain, randomized}, 1 seed, 2-layer d=64 4-head post-LN models, lr 1e-3, 1500 steps,
-                     batch 32, test lengths {41, 100, 200, 500} x 32 samples, plus length 40 for the fit).
-                     300 steps (the first version) left every model at the majority class. GPU: minutes.
+Variants and time (2-core CPU shared with other jobs / one GPU); the measured tables are in
+results/position_robustness/<variant>/results.md:
+  smoke              ~40 s CPU of compute (compile dominated): 1 tiny CHE group + a tiny MLM; used by the tests.
+  quick              Bucket Sort x RoPE, plain vs randomized, 3 seeds as one population (600 steps): measured
+                     916 s at load ~24 (2026-12-06); a few minutes on an idle CPU.
+  che                REDUCED: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1 seed, 2-layer d=64 4-head
+                     post-LN models, lr 1e-3, 1500 steps, batch 32, test lengths {41, 100, 200, 500} x 32 samples
+                     plus length 40 for the fit. The committed table is re-rendered from the committed
+                     che_raw.json (issue 17's run: 3,440 s in one process at load 8-15) with
+                     --config.che.load_raw="('results/position_robustness/che',)" (seconds); training it anew
+                     costs about an hour per seed on the shared CPU. A >= 3-seed run (--config.che.seeds=3) is the
+                     next budget issue's. GPU: minutes.
   che_full           GPU only (not run here): all 15 tasks x 6 PEs x {plain, randomized, randomized_grid},
                      5-layer d=64 8-head post-LN, dropout 0.1, lr 3e-4, 10 seeds vmapped, 100k steps, batch 128,
                      every length 41..500 x 512 samples. Hours on one GPU; scale steps to the measured step time.
-  mlm_extrapolation  ~8 min CPU (2 layers, d=64, 1000 steps); GPU variant: set mlm.num_layers=4, d_model=128,
+  mlm_extrapolation  2 layers, d=64, 1000 steps, 3 seeds x 4 training schemes as one population: measured
+                     2,072 s at load ~20-25 (2026-12-06). GPU variant: set mlm.num_layers=4, d_model=128,
                      train_steps=20000 (spec 07 C2).
-  bench              ~1-2 min CPU: step time randomized vs plain positions (target overhead <= 5%).
+  bench              step time randomized vs plain positions (target overhead <= 5%): measured 352 s at
+                     load ~19 (2026-12-06).
 """
 import ml_collections
 
@@ -35,11 +39,11 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds-to-a-minute; tiny CHE + tiny MLM end to end (used by the tests)",
-    "quick": "~3-5 min CPU: Bucket Sort, RoPE plain vs randomized, 3 seeds (headline: randomization extrapolates)",
-    "che": "~25-30 min idle 2-core CPU per seed, REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
+    "quick": "~15 min loaded CPU (916 s measured at load ~24): Bucket Sort, RoPE plain vs randomized, 3 seeds (headline: randomization extrapolates)",
+    "che": "~1 h CPU per seed (committed table re-rendered from che_raw.json), REDUCED CHE grid: 6 tasks x {sin/cos, RoPE, ALiBi} x {plain, randomized}, 1500 steps",
     "che_full": "GPU: all 15 CHE tasks x 6 PEs x {plain, randomized, grid test}, 10 seeds, 100k steps",
-    "mlm_extrapolation": "~25-35 min CPU: char MLM trained at 64, tested at 512; all arms of the issue, 3 seeds",
-    "bench": "step time randomized vs plain positions (overhead ratio), CHE throughput",
+    "mlm_extrapolation": "~35 min loaded CPU: char MLM trained at 64, tested at 512; all arms of the issue, 3 seeds",
+    "bench": "~6 min loaded CPU: step time randomized vs plain positions (overhead ratio), CHE throughput",
 }
 REPRODUCE = ["che", "mlm_extrapolation", "bench"]
 
