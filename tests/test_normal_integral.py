@@ -234,3 +234,54 @@ def test_default_max_quantile_agrees_with_adaptive_pairwise_for_every_noise():
     p = np.asarray(pm.perturb_max_probs(x, noise, closed_form=False))
     pp = np.asarray(pm.perturb_max_probs(x, noise, closed_form=False, method="pairwise"))
     np.testing.assert_allclose(p, pp, atol=1e-5, err_msg=noise)
+
+
+def test_default_max_quantile_far_behind_classes_relative_1e3():
+  # n >= 16 uses max-quantile; its Gauss-Hermite levels (|t| <= 6.6) missed classes far behind the winner
+  # (gap 40: log p = -578 for -402). Reference: scipy quad per class in float64.
+  rng = np.random.default_rng(0)
+  mu = np.concatenate([[40.0], rng.normal(size=15)])
+  ref = np.array([ref_log_integral(np.delete(mu[i] - mu, i), "normal") for i in range(len(mu))])
+  got = np.asarray(pm.perturb_max_log_probs(jnp.asarray(mu, jnp.float32), "normal"))
+  np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-3)
+  np.testing.assert_allclose(np.exp(got), np.exp(ref), atol=1e-5, rtol=0)
+  # a wide spread of logits: every gap from 0 to 40 at once
+  mu = np.linspace(20.0, -20.0, 16) + rng.normal(size=16) * 0.3
+  ref = np.array([ref_log_integral(np.delete(mu[i] - mu, i), "normal") for i in range(len(mu))])
+  got = np.asarray(pm.perturb_max_log_probs(jnp.asarray(mu, jnp.float32), "normal"))
+  np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-3)
+  np.testing.assert_allclose(np.exp(got), np.exp(ref), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mu", [[10.0, 0.0, -1.0], [40.0, 0.0, -1.0]])
+def test_default_cauchy_far_behind_classes(mu):
+  # Cauchy noise: a class 40 scales behind still has p ~ 0.012 (heavy tails); the old default (Gauss-Legendre
+  # in u, K = 64) was off by 1.1e-3 in p (4e-2 relative on log p) at a gap of 40
+  mu = np.asarray(mu)
+  ref = np.log(ref_probs(mu, "cauchy"))
+  got = np.asarray(pm.perturb_max_log_probs(jnp.asarray(mu, jnp.float32), "cauchy"))
+  np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-3)
+  np.testing.assert_allclose(np.exp(got), np.exp(ref), atol=1e-5, rtol=0)
+
+
+def test_default_cauchy_max_quantile_far_and_transforms():
+  # n >= 16: Cauchy's full distribution over the max with the shared window nodes (was Gauss-Legendre levels
+  # K = 64: 4e-4 off in p for a class 40 scales behind); agrees with the per-class window, jit/vmap/grad/bf16
+  mu = np.concatenate([[40.0], np.random.default_rng(0).normal(size=15)])
+  ref = np.array([ref_log_integral(np.delete(mu[i] - mu, i), "cauchy") for i in (0, 1, 15)])
+  got = np.asarray(pm.perturb_max_log_probs(jnp.asarray(mu, jnp.float32), "cauchy"))[[0, 1, 15]]
+  np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-3)
+  np.testing.assert_allclose(np.exp(got), np.exp(ref), atol=1e-5, rtol=0)
+  x = jnp.asarray(np.random.default_rng(1).uniform(-20, 20, (2, 18)).astype(np.float32))
+  f = jax.jit(jax.vmap(lambda v: pm.perturb_max_log_probs(v, "cauchy")))
+  np.testing.assert_allclose(f(x), pm.perturb_max_log_probs(x, "cauchy", method="pairwise"), atol=2e-5)
+  g = jax.grad(lambda v: pm.perturb_max_log_probs(v, "cauchy")[0, 3])(x)
+  gp = jax.grad(lambda v: pm.perturb_max_log_probs(v, "cauchy", method="pairwise")[0, 3])(x)
+  np.testing.assert_allclose(g, gp, atol=1e-5)
+  lb = pm.perturb_max_log_probs(x.astype(jnp.bfloat16), "cauchy")
+  assert lb.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(lb)))
+  # normal max-quantile with the tail levels under bfloat16 and vmap
+  lb = pm.perturb_max_log_probs(x.astype(jnp.bfloat16), "normal")
+  assert np.all(np.isfinite(np.asarray(lb)))
+  np.testing.assert_allclose(jax.vmap(lambda v: pm.perturb_max_log_probs(v, "normal"))(x),
+                             pm.perturb_max_log_probs(x, "normal"), atol=1e-6)

@@ -262,7 +262,7 @@ def test_max_quantile_matches_pairwise_on_hard_cases():
   with jax.enable_x64(True):
     x, m = jnp.asarray(x), jnp.asarray(m)
     ref = np.asarray(pm.perturb_max_probs(x, "normal", num_nodes=64, mask=m, method="pairwise"))
-    ps = {k: np.asarray(pm.perturb_max_probs(x, "normal", num_nodes=k, mask=m, method="max_quantile"))
+    ps = {k: np.asarray(pm.perturb_max_probs(x, "normal", "gauss_hermite", k, mask=m, method="max_quantile"))
           for k in (4, 16, 40)}
     e_pair16 = np.abs(np.asarray(pm.perturb_max_probs(x, "normal", "gauss_hermite", 16, mask=m, method="pairwise"))
                       - ps[40]).max(-1)
@@ -307,8 +307,7 @@ def test_max_quantile_properties_float32():
   np.testing.assert_allclose(pm.perturb_max_probs(x + 7.5, "normal"), p_auto := pm.perturb_max_probs(x, "normal"),
                              atol=2e-6)                                           # shift-invariant
   with jax.enable_x64(True):
-    ref = np.asarray(pm.perturb_max_probs(jnp.asarray(x, jnp.float64), "normal", num_nodes=16,
-                                          method="max_quantile"))
+    ref = np.asarray(pm.perturb_max_probs(jnp.asarray(x, jnp.float64), "normal", method="max_quantile"))
   np.testing.assert_allclose(p_auto, ref, atol=1e-6)   # float32 vs float64 (auto method for n >= 16)
   lp = pm.perturb_max_log_probs(jnp.asarray([[80.0, -80.0] + [0.0] * 30]), "normal")   # far apart: no underflow
   assert np.all(np.isfinite(lp)) and float(lp[0, 1]) < -1000
