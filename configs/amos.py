@@ -23,13 +23,15 @@ Variants and time (2-core CPU, 8 emulated devices / one GPU):
   quick        ~100 s / ~20 s  oracle (3 cases) + fashion_cnn, 1 seed, 300 steps, 5000 test images (tour);
                measured 103 s inside `make run` on a fresh clone (2026-12-06; population trainer with
                checkpoints every 50 steps; 43 s with the previous in-memory loop)
-  fashion_cnn  3 arms x 3 seeds x 600 steps (0.35 epoch; the seeds of an arm one after the other: vmapped conv
-               weights are slow on a CPU): measured 996 s on the 2-core CPU at load ~5-8 from other jobs
-               (2026-12-06, population trainer) / ~2 min GPU (estimate)
+  fashion_cnn  3 arms x 3 seeds x 3 epochs (5,154 steps of 32; the seeds of an arm one after the other:
+               vmapped conv weights are slow on a CPU): ~0.3 s/step at load ~15, so ~4 h on the 2-core CPU (it
+               checkpoints every 1,200 steps and resumes across sittings) / ~5 min GPU (estimate). The earlier
+               0.35-epoch budget took 996 s at load ~5-8
   fashion_cnn_full  the README's 9 epochs x 3 seeds, seeds vmapped in one program (GPU, not measured here;
                ~5 h on this CPU by the per-step time above with the seed loop, far longer vmapped)
-  lm           2 layers, d=64, ctx 64, batch 16, 3 arms x 3 seeds x 600 steps, each arm's seeds one vmapped
-               population, 50 steps per jitted call: measured 64 s on the 2-core CPU (load ~4) / <1 min GPU
+  lm           2 layers, d=64, ctx 64, batch 16, 3 arms x 5 seeds x 1200 steps, evaluated every 24 steps (2 %),
+               each arm's seeds one vmapped population: measured 1,149 s on the 2-core CPU at load ~15-25 from
+               other jobs (198 s when the CPU was nearly idle, load ~0.5, 2026-12-06) / <1 min GPU
   lm_full      4 layers, d=256, ctx 128, batch 32, 3 seeds x 5000 steps (GPU; ~15 min)
   bench        ~3 min CPU / <1 min GPU: BERT-base-shaped pytree (12 x 768, vocab 30522, 110M params),
                median of 15 interleaved rounds
