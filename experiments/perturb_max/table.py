@@ -46,6 +46,19 @@ def vectors(t, seed: int) -> np.ndarray:
   return np.concatenate([fixed[None], rnd, np.zeros((1, n))])
 
 
+def defaults(noises, n: int) -> str:
+  """The library's default rule and K per noise for n classes (read from the library, so the note follows it)."""
+  out = []
+  for nz in noises:
+    if nz == "gumbel":
+      out.append("gumbel: softmax (closed form)")
+      continue
+    noise = pm.get_noise(nz)
+    rule = pm._default_rule(noise)   # noqa: SLF001 (the library's own choice, not restated here)
+    out.append(f"{nz}: {rule} K={pm._default_num_nodes(noise, rule, n=n)}")   # noqa: SLF001
+  return "; ".join(out)
+
+
 def rules_of(noise: str) -> list[str]:
   return (["grid", "midpoint"] + (["gauss_hermite"] if noise == "normal" else []) + ["adaptive"]
           + (["gauss_legendre"] if noise == "cauchy" else []))
@@ -57,7 +70,7 @@ def measure(t, seed: int) -> dict:
   noises, ks = list(t.noises), [int(k) for k in t.ks]
   refs = {nz: np.stack([reference(v, nz) for v in vecs]) for nz in noises}
   x32 = jnp.asarray(vecs, jnp.float32)
-  out = {"fixed": vecs[0], "ks": ks, "noises": noises, "probs": {}, "fixed_err": {}, "errors": {}, "n2": []}
+  out = {"defaults": defaults(noises, vecs.shape[1]), "fixed": vecs[0], "ks": ks, "noises": noises, "probs": {}, "fixed_err": {}, "errors": {}, "n2": []}
   for nz in noises:
     p = np.asarray(pm.perturb_max_probs(x32[:1], nz))[0]
     out["probs"][nz], out["fixed_err"][nz] = p, float(np.max(np.abs(p - refs[nz][0])))

@@ -13,8 +13,6 @@ from experiments.perturb_max.table import N2_FORM
 from research import verdict as V
 from research.report import Results
 
-DEFAULTS = "gumbel: softmax; normal, logistic: adaptive GH K=12/32; cauchy: Gauss-Legendre in u, K=64"
-
 
 def table_rows(m: dict, res: Results) -> None:
   ks = m["ks"]
@@ -26,7 +24,7 @@ def table_rows(m: dict, res: Results) -> None:
     e = res.add(f"default_{nz}_fixed_vector_max_abs_err", m["fixed_err"][nz])
     res.rows.append(V.row(f"p({nz}) for mu={np.round(m['fixed'], 2).tolist()}",
                           "softmax(mu)" if nz == "gumbel" else "- (no closed form)",
-                          V.measured(None, f"library defaults (float32): max |p - p_quad| = {e:.1e} ({DEFAULTS})"),
+                          V.measured(None, f"library defaults (float32): max |p - p_quad| = {e:.1e} ({m['defaults']})"),
                           measured=", ".join(f"{v:.4f}" for v in p)))
   e = res.add("gumbel_vs_softmax_max_abs_err", m["gumbel_softmax_err"])
   res.rows.append(V.row("Gumbel PM = softmax (max abs err, float32)", "0 (exact closed form)",
@@ -66,7 +64,7 @@ def table_rows(m: dict, res: Results) -> None:
         "smallest K with max |p - p_quad| <= 1e-5 (float64), adaptive / Gauss-Legendre rules",
         "- (issue 20 target for the defaults: 1e-5)",
         V.measured(None, "over the fixed vector, the random vectors and the all-ties vector; library defaults: "
-                         "normal 12, logistic 32, cauchy (Gauss-Legendre) 64; None: not reached by the largest K"),
+                         f"{m['defaults']}; None: not reached by the largest K"),
         measured=", ".join(f"{nz} {rule}: {k}" for (nz, rule), k in k_to.items())))
   gh = errs.get(("normal", "gauss_hermite"), [])
   k_gh = next((k for k, e in zip(ks, gh) if e < 1e-12), None)
