@@ -58,7 +58,7 @@ def bench_rows(b, m: dict, res: Results) -> None:
   exp_ = lambda name: f"{med(t[name] / t['exp_pass']):.3g}"
   on_cpu = m["backend"] == "cpu"
   res.rows += [
-      V.row(f"fwd+bwd time, normal PM with the library defaults (max-quantile, GH levels K={K}), full distribution / "
+      V.row(f"fwd+bwd time, normal PM with the library defaults (max-quantile, {m['default_full']} levels), full distribution / "
             f"softmax, {B}x{n}", f"target <= {tg.full_tol:g}x", _against(r_def, tg.full_tol),
             note=f"{ms(t['default'])} vs {ms(soft)}; RMS err {e['default']:.1e}"),
       V.row(f"log Phi on the {B}x{n}x{K} grid: research.special.log_ndtr fwd+bwd / jax.scipy log_ndtr fwd+bwd",
@@ -89,7 +89,7 @@ def bench_rows(b, m: dict, res: Results) -> None:
       res.rows.append(V.row(f"fwd+bwd time, max-quantile GH K={k} / softmax", "-", V.measured(t[f"mq{k}"] / soft),
                             note=f"RMS err {e[f'mq{k}']:.1e} (pairwise K={K}: {e['pairwise']:.1e})"))
   res.rows += [
-      V.row(f"fwd+bwd time, NLL via label-only log p_y (defaults: adaptive GH, K=24 at n={n}) / softmax NLL, {B}x{n}",
+      V.row(f"fwd+bwd time, NLL via label-only log p_y (defaults: {m['default_nll']} at n={n}) / softmax NLL, {B}x{n}",
             f"target <= {tg.nll_tol:g}x", _against(r_nll, tg.nll_tol),
             note=f"{ms(t['nll_pm'])} vs {ms(t['nll_soft'])}; max |log p_y - ref| {e['nll_default']:.1e}; fixed GH K={K} "
                  f"centred at 0: {med(t['nll_pm_gh'] / t['nll_soft']):.3g}x, max |err| {e['nll_gh']:.1e}"),
