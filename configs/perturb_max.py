@@ -23,12 +23,12 @@ Command: python -m experiments.run --config=configs/perturb_max.py:<variant> --w
 
 Time (2-core CPU, shared) / GPU; "load" is the 1-min load average from other jobs (measured 2026-12-06):
   smoke          ~20-40 s idle (mostly compilation); 8 min at load ~24 / seconds
-  quick          table + a 2-arm CNN run (1 seed, 100 steps): 23 s idle; 1503 s at load ~20 / ~15 s
-  table          430-712 s at load ~10-14; 1543 s at load ~20 (~2-3 min idle) / <1 min
+  quick          table + a 2-arm CNN run (1 seed, 100 steps): 113 s at load ~3; 1503 s at load ~20 / ~15 s
+  table          371 s at load ~8; 1543 s at load ~20 / <1 min
   classify       full 60k train, 5 epochs x 5 seeds x 5 arms, seeds vmapped: hours on CPU / ~10 min on a GPU
   classify_cpu   12k-image subset, 5k test images, 3 seeds x 4 arms, 150 steps of 128 (~1.6 epochs), seeds one
                  after the other: ~8 min idle; 3392 s at load ~10-25
-  bench          256 x 1000: 138 s at load ~3; 604 s at load ~15-19 (pairwise: 28-120 s per fwd+bwd) / ~1 min GPU
+  bench          256 x 1000: 213 s at load ~5-9; 604 s at load ~15-19 (pairwise: 28-120 s per fwd+bwd) / ~1 min GPU
   bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): 78 s at load ~8, 196 s at load ~15
 """
 import ml_collections
@@ -37,7 +37,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds; table + classify + bench at toy sizes (used by the tests)",
-    "quick": "~25 s on an idle CPU: Gumbel=softmax, quadrature error vs K, properties, a tiny CNN head comparison",
+    "quick": "~2 min on a lightly loaded CPU: Gumbel=softmax, quadrature error vs K, properties, a tiny CNN head comparison",
     "table": "probabilities of every noise, quadrature error vs K per rule (plot), property checks",
     "classify": "Fashion-MNIST CNN: softmax vs Perturb-Max heads, full data, 5 seeds (GPU-sized)",
     "classify_cpu": "classify at a CPU-feasible budget: 12k-image subset, 4 arms, 3 seeds, ~1.6 epochs",
