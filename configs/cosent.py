@@ -28,17 +28,20 @@ one call per epoch, checkpointed in the workdir: a re-run resumes and trains not
 CoSENT (Dense(1), b64) differ in head and batch, so they are separate populations paired by seed (same
 initial encoder and head key, same data-order seed). The bi-encoder's CoSENT and SBERT losses share one model,
 so both losses x all seeds are one population. Verdicts: research.verdict (>= 3 seeds; a score whose interval
-does not clear chance -- Spearman 0, accuracy of the majority class -- is "not learned"; 9341's "no real
+does not clear chance -- Spearman 0, accuracy of the majority class plus half a test sample -- is "not learned"; 9341's "no real
 improvement" is |CoSENT - CE| <= ``no_gain_tol`` = 1 point for the whole 95% interval of the paired
 differences; 8847's CoSENT > SBERT needs the interval above 0).
 
 Command: ``python -m experiments.run --config=configs/cosent.py:<variant> --workdir=results/cosent/<variant>``
 (``--config.checkpoint=/path/bert-base-chinese`` runs ``interactive`` with the article's model).
 
-Time (2-core CPU shared with 4-5 other jobs, load ~10-16, 2026-12-06; an idle CPU is ~3-5x faster):
-smoke ~3.5 min (mostly compilation: one population call per epoch); quick, interactive_cpu, bi_encoder_cpu,
-bench: see each results.md's wall time (measured runs of this commit). interactive_en_cpu was ~54 min with 2
-seeds (2026-11-24, load ~13); with 3 seeds ~1.5 h. GPU variants (interactive: full data, 5 seeds, 5 arms,
+Time (2-core CPU shared with 4-5 other jobs, load ~10-25, measured 2026-12-06 with this code; an idle CPU is
+~3-5x faster): smoke ~3.5 min (mostly compilation: one population call per epoch; the test runs it twice);
+quick 1403 s; interactive_cpu 4999 s (PAWSX at max_len 128 about a quarter); interactive_controls_cpu 2148 s;
+bi_encoder_cpu BI_TIME (MiniLM on STS-B-en, one 2-run population per seed, about 14 min per seed at this
+load); bench 709 s. A re-run in the same workdir resumes from the checkpoints and only re-renders the table
+(its results.md then shows the re-run's wall time). interactive_en_cpu was ~54 min with 2 seeds (2026-11-24,
+load ~13; not re-run with this code: ~1.5 h with 3 seeds). GPU variants (interactive: full data, 5 seeds, 5 arms,
 4-layer offline model, 20k MLM steps, ~6 GPU-hours, ~12 with BERT-base; interactive_en ~20 GPU-minutes;
 bi_encoder ~1 GPU-hour) have not been run in this project (no GPU was available).
 """
@@ -48,7 +51,7 @@ from configs import common
 
 VARIANTS = {
     "smoke": "seconds: tiny char BERT (1 layer), 128 BQ pairs, CE vs CoSENT + bi-encoder, 2 seeds, end to end (tests)",
-    "quick": "~3 min CPU: LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 3 seeds",
+    "quick": "1403 s on the shared CPU at load ~25: LCQMC subset (4000 pairs), tiny char BERT (2x64), CE vs CoSENT cross-encoders, 3 seeds",
     "bench": "Flax (batch sharded over one JAX CPU device per core) vs PyTorch MiniLM throughput at length 64; CoSENT O(B log B) vs O(B^2) at B=64/1024/4096",
     "interactive": "9341 full protocol: 4 tasks, full data, 5 seeds, 5 arms (GPU; --config.checkpoint=DIR for real BERT)",
     "interactive_cpu": "9341 protocol on CPU: ATEC/BQ/LCQMC/PAWSX, 4000 train / 1000 valid / 1000 test pairs each, 2x64 char-BERT (300 MLM steps on all four tasks' pairs), 2 epochs, 3 seeds",
