@@ -38,7 +38,7 @@ Command: ``python -m experiments.run --config=configs/cosent.py:<variant> --work
 Time (2-core CPU shared with 4-5 other jobs, load ~10-25, measured 2026-12-06 with this code; an idle CPU is
 ~3-5x faster): smoke ~3.5 min (mostly compilation: one population call per epoch; the test runs it twice);
 quick 1403 s; interactive_cpu 4999 s (PAWSX at max_len 128 about a quarter); interactive_controls_cpu 2148 s;
-bi_encoder_cpu BI_TIME (MiniLM on STS-B-en, one 2-run population per seed, about 14 min per seed at this
+bi_encoder_cpu 4304 s (MiniLM on STS-B-en, one 2-run population per seed, about 14 min per seed at this
 load); bench 709 s. A re-run in the same workdir resumes from the checkpoints and only re-renders the table
 (its results.md then shows the re-run's wall time). interactive_en_cpu was ~54 min with 2 seeds (2026-11-24,
 load ~13; not re-run with this code: ~1.5 h with 3 seeds). GPU variants (interactive: full data, 5 seeds, 5 arms,
