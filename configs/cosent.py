@@ -36,7 +36,8 @@ Command: ``python -m experiments.run --config=configs/cosent.py:<variant> --work
 (``--config.checkpoint=/path/bert-base-chinese`` runs ``interactive`` with the article's model).
 
 Time (2-core CPU shared with 4-5 other jobs, load ~10-25, measured 2026-12-06 with this code; an idle CPU is
-~3-5x faster): smoke ~3.5 min (mostly compilation: one population call per epoch; the test runs it twice);
+~3-5x faster): smoke ~30 s at load ~2, ~3.5 min at load ~20 (mostly compilation: one population call per epoch;
+the test runs it twice, 69 s for tests/test_cosent.py at load ~2);
 quick 1403 s; interactive_cpu 4999 s (PAWSX at max_len 128 about a quarter); interactive_controls_cpu 2148 s;
 bi_encoder_cpu 4304 s (MiniLM on STS-B-en, one 2-run population per seed, about 14 min per seed at this
 load); bench 709 s. A re-run in the same workdir resumes from the checkpoints and only re-renders the table
