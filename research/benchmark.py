@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List
 
-__all__ = ["time_interleaved"]
+import numpy as np
+
+__all__ = ["time_interleaved", "ratio_vs_target", "geometric"]
 
 
 def time_interleaved(calls: Dict[str, Callable[[], Any]], rounds: int, *,
@@ -30,3 +32,18 @@ def time_interleaved(calls: Dict[str, Callable[[], Any]], rounds: int, *,
       calls[name]()
       samples[name].append(time.perf_counter() - t0)
   return samples
+
+
+def ratio_vs_target(r, target: float, claim: str):
+  """Per-round time ratios ``r`` against a target, judged by the shared verdict rule on the log scale (ratios
+  of times are multiplicative and heavy-tailed under load). Returns the assessment and :func:`geometric`'s
+  string (the geometric mean with its back-transformed 95 % interval)."""
+  from research import verdict as V
+  r = np.asarray(r, np.float64)
+  return V.compare(np.log(r), np.full_like(r, np.log(target)), claim=claim), geometric(r)
+
+
+def geometric(r) -> str:
+  from research import verdict as V
+  iv = V.interval(np.log(np.asarray(r, np.float64)))
+  return f"{np.exp(iv.mean):.3g} [{np.exp(iv.lo):.3g}, {np.exp(iv.hi):.3g}] (geometric, n={iv.n})"

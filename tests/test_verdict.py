@@ -121,3 +121,14 @@ def test_combine_and_row():
   assert V.combine([ag, nl]) is Verdict.INCONCLUSIVE and V.combine([ag, inc]) is Verdict.INCONCLUSIVE
   r = V.row("q", "p", V.compare([2, 3, 4], [1, 2, 3], claim="greater"), note="n=8")
   assert r.verdict == "agrees" and r.measured.endswith("(n=3)") and r.note.startswith("n=8; ")
+
+
+def test_bench_ratio_against_target_on_log_scale():
+  """research.benchmark.ratio_vs_target: per-round ratios judged by the shared rule against a target."""
+  from research.benchmark import ratio_vs_target
+  fast = np.array([0.50, 0.52, 0.48, 0.51, 0.49])
+  a, m = ratio_vs_target(fast, 1.0, "less")
+  assert a.verdict is V.Verdict.AGREES and m.startswith("0.5") and "n=5" in m
+  assert ratio_vs_target(2 * fast, 0.5, "less")[0].verdict is V.Verdict.DIFFERS
+  assert ratio_vs_target(np.array([0.5, 2.0, 0.6, 1.8]), 1.0, "less")[0].verdict is V.Verdict.INCONCLUSIVE
+  assert ratio_vs_target(fast[:2], 1.0, "less")[0].verdict is V.Verdict.INCONCLUSIVE   # < 3 rounds

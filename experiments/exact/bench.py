@@ -13,6 +13,7 @@ import numpy as np
 
 from experiments.exact.estimator import compare_estimators, genz_grad_fn, moderate_logits, quad_grad_fn, time_ratio
 from research import special
+from research.benchmark import geometric, ratio_vs_target
 from research import verdict as V
 from research.distributions import perturb_max
 from research.losses import exact, surrogates
@@ -20,18 +21,6 @@ from research.report import Results
 
 TARGET_C1000 = 20.0      # issue target: EXACT fwd+bwd <= 20x CE at C = 1000
 TARGET_LOGCDF = 0.5      # issue target: research.special.log_ndtr fwd+bwd <= 0.5x jax's
-
-
-def ratio_vs_target(r: np.ndarray, target: float, claim: str):
-  """Per-round ratios against a target, compared on the log scale (ratios of times are multiplicative and
-  heavy-tailed under load); the measured string is the geometric mean with its back-transformed interval."""
-  a = V.compare(np.log(r), np.full_like(r, np.log(target)), claim=claim)
-  return a, geometric(r)
-
-
-def geometric(r: np.ndarray) -> str:
-  iv = V.interval(np.log(r))
-  return f"{np.exp(iv.mean):.3g} [{np.exp(iv.lo):.3g}, {np.exp(iv.hi):.3g}] (geometric, n={iv.n})"
 
 
 def grad_of(loss):
