@@ -41,7 +41,9 @@ Time (2-core CPU shared with other jobs / one GPU):
   gan         ~20-30 min idle: digits (3 seeds as one population, 3,000 MLP iterations, 1,000 samples per
               condition) + fashion_mnist as in gan_fashion (40 batches before recalibrating the official
               rule); 4,590 s measured at load ~13-25 (fashion GAN training ~57 min of it) / minutes
-  gan_fashion ~20-30 min idle: 3 seeds as one population, 2,500 conv iterations / minutes
+  gan_fashion ~20-30 min idle: 3 seeds as one population, 2,500 conv iterations / minutes. A convenience
+              variant: its study is `gan`'s Fashion-MNIST half, so it has no committed table of its own
+              (results/hubness/gan holds the measured Fashion-MNIST rows)
   gan_plainz  ~2-4 min idle: 434 s measured at load ~22-26 (GAN training 91 s) / < 1 min
   gan_gpu     GPU-sized: 20k steps, 10,000 samples per condition, N_ref 10,000 (not run on CPU)
   bench       ~1-2 min idle (329 s at load ~24) / seconds; bench_gpu N = 100,000 (GPU only)
