@@ -1,5 +1,6 @@
 """Position samplers, log-n, randomized PEs (kexue 9444) and the config's smoke run."""
 import math
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -347,6 +348,13 @@ def test_smoke_end_to_end(tmp_path):
   assert (tmp_path / "metrics.jsonl").read_text() == before
   assert again["metrics"]["che/reverse_string/rope/randomized/mean_acc"] == m["che/reverse_string/rope/randomized/mean_acc"]
   assert again["metrics"]["mlm/7/acc_32"] == m["mlm/7/acc_32"]
+  # a new machine holds only the committed results/: the CHE groups come back from che_raw.json (matched by the
+  # config fingerprint), untrained; a changed config trains anew
+  shutil.rmtree(tmp_path / "checkpoints")
+  fresh = run_experiment("position_robustness.py", "smoke", tmp_path, {"parts": ("che",)})
+  assert fresh["metrics"]["che/reverse_string/rope/randomized/mean_acc"] == m["che/reverse_string/rope/randomized/mean_acc"]
+  assert "read back from che_raw.json" in (tmp_path / "results.md").read_text()
+  assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow   # two CHE model compiles; not timed on an idle CPU (measured only under heavy shared load)

@@ -36,11 +36,22 @@ def run_che(config, workdir: str, res: Results, log) -> None:
   if len(c.load_raw):
     table = che_tables.load_raw(c.load_raw, c, names, res)
   else:
-    table = {}
+    fp = che_tables.fingerprint(c, config.seed)
+    done = che_tables.finished_groups(workdir, fp)   # groups of an earlier run of this config (committed raw)
+    table, reused = {}, []
     for task, pe, arms in che_groups(c):
+      keys = [(task, pe, a.name) for a in arms]
+      if all(k in done for k in keys):
+        table.update({k: done[k] for k in keys})
+        reused.append(f"{task}/{pe}")
+        log(f"  {task:20s} {pe:8s} finished earlier: records from che_raw.json (fingerprint {fp}), not retrained")
+        continue
       out = che_train.run_group(task, pe, arms, c, seed=config.seed, workdir=workdir, log=log)
-      table.update({(task, pe, a): rec for a, rec in out.items()})
+      table.update({(task, pe, a): dict(rec, fingerprint=fp) for a, rec in out.items()})
       che_tables.save_raw(workdir, table)       # after every group: partial results survive a kill
+    if reused:
+      res.notes.append(f"{len(reused)} (task, PE) group(s) were trained by an earlier run of this config (same "
+                       f"fingerprint {fp}) and read back from che_raw.json: " + ", ".join(reused) + ".")
   res.add("che/wall_s", time.time() - t0)
   che_tables.che_rows(c, table, names, res)
   che_tables.per_task_note(c, table, names, res)

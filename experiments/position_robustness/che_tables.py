@@ -6,6 +6,7 @@ logged by the population trainer).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -26,6 +27,28 @@ def save_raw(workdir: str, table: dict) -> None:
   with open(os.path.join(workdir, "che_raw.json"), "w") as f:
     json.dump([{"task": k[0], "pe": k[1], "arm": k[2], **{f: js(x) for f, x in v.items()}}
                for k, v in table.items()], f)
+
+
+def fingerprint(c, seed: int) -> str:
+  """What a group's records depend on: the CHE config (less the task / PE lists and ``load_raw``) and the seed.
+
+  Stored with every record, so that a re-run in a workdir whose checkpoints are gone (a new machine, a fresh
+  clone with the committed ``che_raw.json``) reuses the finished groups and trains only the missing ones."""
+  d = {k: v for k, v in c.to_dict().items() if k not in ("tasks", "pes", "load_raw")}
+  blob = json.dumps({"che": d, "seed": int(seed)}, sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def finished_groups(workdir: str, fp: str) -> dict:
+  """The records of ``workdir/che_raw.json`` written with fingerprint ``fp`` (``{}`` without the file)."""
+  path = os.path.join(workdir, "che_raw.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    recs = json.load(f)
+  return {(r["task"], r["pe"], r["arm"]): {k: (np.asarray(v) if k == "acc" else v) for k, v in r.items()
+                                           if k not in ("task", "pe", "arm")}
+          for r in recs if r.get("fingerprint") == fp}
 
 
 def load_raw(dirs, c, arm_names, res: Results) -> dict:
