@@ -364,3 +364,20 @@ def test_max_quantile_monte_carlo_agrees():
   s = 40000
   p_am = np.asarray(pm.perturb_max_probs_mc(jax.random.key(8), x, "normal", s, method="argmax"))
   assert np.all(np.abs(p_am - p) <= 4.5 * np.sqrt(p * (1 - p) / s) + 1e-6)
+
+
+@pytest.mark.parametrize("noise,n", [("normal", 6), ("normal", 40), ("logistic", 6), ("cauchy", 5)])
+def test_default_settings_are_what_the_calls_use(noise, n):
+  """default_settings names the (method, rule, K) that a call with every argument at None runs."""
+  x = jnp.asarray(np.random.default_rng(n).normal(size=(3, n)), jnp.float32)
+  d = pm.default_settings(noise, n)
+  np.testing.assert_array_equal(pm.perturb_max_log_probs(x, noise),
+                                pm.perturb_max_log_probs(x, noise, d.rule, d.num_nodes, method=d.method))
+  y = jnp.arange(3) % n
+  dl = pm.default_settings(noise, n, label_only=True)
+  assert dl.method == "pairwise"
+  np.testing.assert_array_equal(pm.perturb_max_log_prob_of(x, y, noise),
+                                pm.perturb_max_log_prob_of(x, y, noise, dl.rule, dl.num_nodes))
+  assert pm.default_settings("normal", 1000) == ("max_quantile", "tail_trapezoid", pm.TAIL_TRAPEZOID_NODES)
+  with pytest.raises(ValueError, match="label_only"):
+    pm.default_settings("normal", 10, label_only=True, method="max_quantile")

@@ -64,10 +64,10 @@ def measure(b, seed: int) -> dict:
   y = jax.random.randint(jax.random.fold_in(key, 2), (B,), 0, n)
   ks = sorted(set(int(k) for k in b.mq_nodes) | {K})
   noise = pm.get_noise("normal")
-  full_rule, nll_rule = pm._default_rule(noise, "max_quantile"), pm._default_rule(noise)   # noqa: SLF001
+  d_full = pm.default_settings(noise, n, method="max_quantile")
+  d_nll = pm.default_settings(noise, n, label_only=True)
   out = {"B": B, "n": n, "K": K, "S": S, "ks": ks, "load_start": os.getloadavg()[0],   # the library's defaults:
-         "default_full": f"{full_rule} K={pm._default_num_nodes(noise, full_rule, 'max_quantile', n)}",  # noqa: SLF001
-         "default_nll": f"{nll_rule} K={pm._default_num_nodes(noise, nll_rule, n=n)}"}   # noqa: SLF001
+         "default_full": f"{d_full.rule} K={d_full.num_nodes}", "default_nll": f"{d_nll.rule} K={d_nll.num_nodes}"}
   fns, full = _functions(w, y, jax.random.fold_in(key, 3), ks, K, S)
   out["t"] = timed(fns, x, int(b.fast_repeats))
   # the article's O(n^2 K) formula: seconds per call at n = 1000, timed alone with fewer rounds

@@ -53,9 +53,8 @@ def defaults(noises, n: int) -> str:
     if nz == "gumbel":
       out.append("gumbel: softmax (closed form)")
       continue
-    noise = pm.get_noise(nz)
-    rule = pm._default_rule(noise)   # noqa: SLF001 (the library's own choice, not restated here)
-    out.append(f"{nz}: {rule} K={pm._default_num_nodes(noise, rule, n=n)}")   # noqa: SLF001
+    d = pm.default_settings(nz, n)   # the library's own choice, not restated here
+    out.append(f"{nz}: {d.rule} K={d.num_nodes}")
   return "; ".join(out)
 
 

@@ -118,7 +118,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -1004,6 +1004,39 @@ def _resolve_method(method, rule, n):
   return method
 
 
+class Settings(NamedTuple):
+  """How a Perturb-Max call evaluates its 1-D integral: ``method`` (pairwise | max_quantile), quadrature
+  ``rule`` and number of nodes ``num_nodes`` (K)."""
+  method: str
+  rule: str
+  num_nodes: int
+
+
+def default_settings(noise: NoiseLike = "normal", num_classes: int = 2, *, label_only: bool = False,
+                     method: Optional[str] = None, rule: Optional[str] = None,
+                     num_nodes: Optional[int] = None) -> Settings:
+  """The (method, rule, K) that :func:`perturb_max_log_probs` / :func:`perturb_max_probs` (or, with
+  ``label_only``, :func:`perturb_max_log_prob_of`) use for ``noise`` and ``num_classes`` classes, filling every
+  argument left at None with the library's default. The same resolution the calls run, so tables and
+  benchmarks can name the defaults without restating them.
+
+  >>> default_settings("normal", 1000)
+  Settings(method='max_quantile', rule='tail_trapezoid', num_nodes=28)
+  """
+  nz = get_noise(noise)
+  n = _check_num_nodes(num_classes)
+  if label_only:
+    if method not in (None, "pairwise"):
+      raise ValueError(f"label_only=True evaluates the label's own pairwise integral; method must be None or "
+                       f"'pairwise', got {method!r}.")
+    method = "pairwise"
+  else:
+    method = _resolve_method(method, rule, n)
+  rule = _resolve_rule(nz, rule, method)
+  k = _default_num_nodes(nz, rule, method, n) if num_nodes is None else _check_num_nodes(num_nodes)
+  return Settings(method, rule, k)
+
+
 def perturb_max_log_probs(logits, noise: NoiseLike = "normal", rule: Optional[str] = None,
                           num_nodes: Optional[int] = None, scale=1.0, mask=None, *, renormalize: bool = False,
                           closed_form: bool = True, chunk_size: Optional[int] = None,
@@ -1026,10 +1059,7 @@ def _dispatch(logits, noise, rule, num_nodes, scale, mask, renormalize, closed_f
               method=None):
   nz = get_noise(noise)
   x, scale, mask = _validate(logits, scale, mask)
-  method = _resolve_method(method, rule, x.shape[-1])
-  rule = _resolve_rule(nz, rule, method)
-  num_nodes = (_default_num_nodes(nz, rule, method, x.shape[-1]) if num_nodes is None
-               else _check_num_nodes(num_nodes))
+  method, rule, num_nodes = default_settings(nz, x.shape[-1], method=method, rule=rule, num_nodes=num_nodes)
   if chunk_size is not None:
     chunk_size = _check_num_nodes(chunk_size)
   return _log_probs_jit(x, scale, mask, noise=nz, rule=rule, num_nodes=num_nodes,
@@ -1095,10 +1125,8 @@ def perturb_max_log_prob_of(logits, labels, noise: NoiseLike = "normal", rule: O
   Returns an array of shape ``logits.shape[:-1]`` in float32 (or float64 for float64 logits).
   """
   nz = get_noise(noise)
-  rule = _resolve_rule(nz, rule)
   x, scale, mask = _validate(logits, scale, mask)
-  num_nodes = (_default_num_nodes(nz, rule, "pairwise", x.shape[-1]) if num_nodes is None
-               else _check_num_nodes(num_nodes))
+  _, rule, num_nodes = default_settings(nz, x.shape[-1], label_only=True, rule=rule, num_nodes=num_nodes)
   labels = _check_labels(labels, x)
   return _log_prob_of_jit(x, labels, margin, scale, mask, noise=nz, rule=rule, num_nodes=num_nodes,
                           closed_form=bool(closed_form))
@@ -1241,7 +1269,7 @@ def two_class_closed_form(delta, noise: str) -> np.ndarray:
 
 
 __all__ = [
-    "NOISES", "RULES", "METHODS", "GUMBEL_STD", "Noise", "custom_noise", "get_noise", "log_cdf", "sample_noise",
+    "NOISES", "RULES", "METHODS", "GUMBEL_STD", "Noise", "Settings", "default_settings", "custom_noise", "get_noise", "log_cdf", "sample_noise",
     "quadrature", "log_integral", "validate_logits", "perturb_max_log_probs", "perturb_max_probs",
     "perturb_max_log_prob_of", "perturb_max_probs_mc", "sample", "relaxed_sample",
     "straight_through_sample", "two_class_closed_form",
