@@ -40,9 +40,9 @@ Time (2-core CPU shared with 4-5 other jobs, load ~10-25, measured 2026-12-06 wi
 the test runs it twice, 69 s for tests/test_cosent.py at load ~2);
 quick 1403 s; interactive_cpu 4999 s (PAWSX at max_len 128 about a quarter); interactive_controls_cpu 2148 s;
 bi_encoder_cpu 4304 s (MiniLM on STS-B-en, one 2-run population per seed, about 14 min per seed at this
-load); bench 709 s. A re-run in the same workdir resumes from the checkpoints and only re-renders the table
-(its results.md then shows the re-run's wall time). interactive_en_cpu was ~54 min with 2 seeds (2026-11-24,
-load ~13; not re-run with this code: ~1.5 h with 3 seeds). GPU variants (interactive: full data, 5 seeds, 5 arms,
+load); bench 709 s; interactive_en_cpu 1250 s (3 seeds; load ~3-4 beside two other jobs, 2026-12-06). A re-run
+in the same workdir resumes from the checkpoints and only re-renders the table (its results.md then shows the
+re-run's wall time). GPU variants (interactive: full data, 5 seeds, 5 arms,
 4-layer offline model, 20k MLM steps, ~6 GPU-hours, ~12 with BERT-base; interactive_en ~20 GPU-minutes;
 bi_encoder ~1 GPU-hour) have not been run in this project (no GPU was available).
 """
