@@ -22,7 +22,10 @@ results/position_robustness/<variant>/results.md:
                      plus length 40 for the fit. The committed table is re-rendered from the committed
                      che_raw.json (issue 17's run: 3,440 s in one process at load 8-15) with
                      --config.che.load_raw="('results/position_robustness/che',)" (seconds); training it anew
-                     costs about an hour per seed on the shared CPU. A >= 3-seed run (--config.che.seeds=3) is the
+                     costs about an hour per seed on the shared CPU (2026-12-06, this code, niced beside two
+                     jobs at load ~7: bucket_sort/sin_cos, 1 seed x 2 arms, 390 s training + 298 s evaluation).
+                     A re-run continues group by group from the workdir's che_raw.json (config fingerprint), also
+                     on a new machine without the checkpoints. A >= 3-seed run (--config.che.seeds=3) is the
                      next budget issue's. GPU: minutes.
   che_full           GPU only (not run here): all 15 tasks x 6 PEs x {plain, randomized, randomized_grid},
                      5-layer d=64 8-head post-LN, dropout 0.1, lr 3e-4, 10 seeds vmapped, 100k steps, batch 128,
