@@ -24,11 +24,11 @@ Variants and time (2-core CPU, 8 emulated devices / one GPU):
                measured 103 s inside `make run` on a fresh clone (2026-12-06; population trainer with
                checkpoints every 50 steps; 43 s with the previous in-memory loop)
   fashion_cnn  3 arms x 3 seeds x 3 epochs (5,154 steps of 32; the seeds of an arm one after the other:
-               vmapped conv weights are slow on a CPU): ~0.3 s/step at load ~15, so ~4 h on the 2-core CPU (it
-               checkpoints every 1,200 steps and resumes across sittings) / ~5 min GPU (estimate). The earlier
-               0.35-epoch budget took 996 s at load ~5-8
+               vmapped conv weights are slow on a CPU): measured 7,159 s on the 2-core CPU (2026-12-06; ~8 steps/s
+               alone, ~4-5 beside other jobs for its first hour) / ~5 min GPU (estimate). It checkpoints every
+               1,200 steps and resumes within a sitting (checkpoints are not committed)
   fashion_cnn_full  the README's 9 epochs x 3 seeds, seeds vmapped in one program (GPU, not measured here;
-               ~5 h on this CPU by the per-step time above with the seed loop, far longer vmapped)
+               ~6 h on this CPU by the per-step time above with the seed loop, far longer vmapped)
   lm           2 layers, d=64, ctx 64, batch 16, 3 arms x 5 seeds x 1200 steps, evaluated every 24 steps (2 %),
                each arm's seeds one vmapped population: measured 1,149 s on the 2-core CPU at load ~15-25 from
                other jobs (198 s when the CPU was nearly idle, load ~0.5, 2026-12-06) / <1 min GPU
@@ -44,9 +44,9 @@ VARIANTS = {
     "smoke": "seconds: oracle (1 case) + a tiny fashion_cnn run; used by the tests",
     "quick": "~100 s CPU: oracle identity + fashion_cnn (1 seed, 300 steps): Amos vs AdamW vs AdamW+R3",
     "oracle": "jestimator identity over all cases (float64, 200 steps)",
-    "fashion_cnn": "README MNIST-CNN recipe on Fashion-MNIST, 3 seeds, reduced CPU budget (0.35 epoch), ~12 min CPU",
+    "fashion_cnn": "README MNIST-CNN recipe on Fashion-MNIST, 3 arms x 3 seeds x 3 epochs, ~2 h CPU (7,159 s measured)",
     "fashion_cnn_full": "the README's 9 epochs, 3 seeds (GPU-scale)",
-    "lm": "char-level tiny-shakespeare Transformer, 3 arms x 3 seeds, CPU-sized",
+    "lm": "char-level tiny-shakespeare Transformer, 3 arms x 5 seeds x 1200 steps, CPU-sized (1,149 s measured at load ~20)",
     "lm_full": "bigger LM and longer training (GPU-scale)",
     "bench": "update time on a BERT-base-shaped 110M-parameter pytree: Amos vs oracle vs adamw; state bytes",
 }
