@@ -315,6 +315,23 @@ def test_mlm_rows_follow_the_verdict_rule():
   assert all("(n=3)" in r.measured for r in res.rows)
 
 
+def test_che_fingerprint_changes_with_what_the_records_depend_on():
+  """A changed budget or seed gives a new fingerprint (its groups train anew); the task and PE lists do not
+  (every group's data and test batches are keyed by its own task, so a longer list reuses the finished ones)."""
+  from configs.position_robustness import get_config
+  from experiments.position_robustness import che_tables
+  c = get_config("che").che
+  fp = che_tables.fingerprint(c, 0)
+  longer = c.copy_and_resolve_references()
+  longer.tasks = tuple(c.tasks) + ("odds_first",)
+  longer.pes = ("rope",)
+  assert che_tables.fingerprint(longer, 0) == fp
+  steps = c.copy_and_resolve_references()
+  steps.train_steps = int(c.train_steps) + 1
+  assert che_tables.fingerprint(steps, 0) != fp
+  assert che_tables.fingerprint(c, 1) != fp
+
+
 def test_che_rerender_from_the_committed_raw_table(tmp_path):
   """The che variant re-renders results/position_robustness/che/che_raw.json (load_raw, no training): one seed,
   so every comparison is inconclusive."""
@@ -349,7 +366,7 @@ def test_smoke_end_to_end(tmp_path):
   assert again["metrics"]["che/reverse_string/rope/randomized/mean_acc"] == m["che/reverse_string/rope/randomized/mean_acc"]
   assert again["metrics"]["mlm/7/acc_32"] == m["mlm/7/acc_32"]
   # a new machine holds only the committed results/: the CHE groups come back from che_raw.json (matched by the
-  # config fingerprint), untrained; a changed config trains anew
+  # config fingerprint), untrained
   shutil.rmtree(tmp_path / "checkpoints")
   fresh = run_experiment("position_robustness.py", "smoke", tmp_path, {"parts": ("che",)})
   assert fresh["metrics"]["che/reverse_string/rope/randomized/mean_acc"] == m["che/reverse_string/rope/randomized/mean_acc"]

@@ -39,16 +39,20 @@ def fingerprint(c, seed: int) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def read_raw(path: str) -> dict:
+  """``che_raw.json`` (as :func:`save_raw` writes it) as ``{(task, PE, arm): record}``, ``acc`` as an array."""
+  with open(path) as f:
+    return {(r["task"], r["pe"], r["arm"]): {k: (np.asarray(v) if k == "acc" else v) for k, v in r.items()
+                                             if k not in ("task", "pe", "arm")}
+            for r in json.load(f)}
+
+
 def finished_groups(workdir: str, fp: str) -> dict:
   """The records of ``workdir/che_raw.json`` written with fingerprint ``fp`` (``{}`` without the file)."""
   path = os.path.join(workdir, "che_raw.json")
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    recs = json.load(f)
-  return {(r["task"], r["pe"], r["arm"]): {k: (np.asarray(v) if k == "acc" else v) for k, v in r.items()
-                                           if k not in ("task", "pe", "arm")}
-          for r in recs if r.get("fingerprint") == fp}
+  return {k: rec for k, rec in read_raw(path).items() if rec.get("fingerprint") == fp}
 
 
 def load_raw(dirs, c, arm_names, res: Results) -> dict:
@@ -56,12 +60,10 @@ def load_raw(dirs, c, arm_names, res: Results) -> dict:
   out of the grid, so that every PE averages over the same tasks; its partial scores go in a note."""
   table = {}
   for d in dirs:
-    with open(os.path.join(d, "che_raw.json")) as f:
-      for rec in json.load(f):
-        tr = rec.get("train_acc")
-        table[(rec["task"], rec["pe"], rec["arm"])] = {
-            "lengths": rec["lengths"], "acc": np.asarray(rec["acc"]), "steps": rec.get("steps"),
-            "train_acc": None if tr is None else np.atleast_1d(np.asarray(tr, float)).tolist()}
+    for key, rec in read_raw(os.path.join(d, "che_raw.json")).items():
+      tr = rec.get("train_acc")
+      table[key] = {"lengths": rec["lengths"], "acc": rec["acc"], "steps": rec.get("steps"),
+                    "train_acc": None if tr is None else np.atleast_1d(np.asarray(tr, float)).tolist()}
   res.notes.append("Rendered from the raw tables (no training) in: " + ", ".join(dirs))
   N = int(c.train_max_length)
   want = [(pe, a) for pe in c.pes for a in arm_names]
