@@ -381,3 +381,5 @@ def test_default_settings_are_what_the_calls_use(noise, n):
   assert pm.default_settings("normal", 1000) == ("max_quantile", "tail_trapezoid", pm.TAIL_TRAPEZOID_NODES)
   with pytest.raises(ValueError, match="label_only"):
     pm.default_settings("normal", 10, label_only=True, method="max_quantile")
+  with pytest.raises(ValueError, match="num_classes"):
+    pm.default_settings("normal", 0)

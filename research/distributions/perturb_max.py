@@ -1024,7 +1024,9 @@ def default_settings(noise: NoiseLike = "normal", num_classes: int = 2, *, label
   Settings(method='max_quantile', rule='tail_trapezoid', num_nodes=28)
   """
   nz = get_noise(noise)
-  n = _check_num_nodes(num_classes)
+  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    raise ValueError(f"num_classes must be an int >= 1 (the size of the logits' last axis), got {num_classes!r}.")
+  n = int(num_classes)
   if label_only:
     if method not in (None, "pairwise"):
       raise ValueError(f"label_only=True evaluates the label's own pairwise integral; method must be None or "
@@ -1269,7 +1271,8 @@ def two_class_closed_form(delta, noise: str) -> np.ndarray:
 
 
 __all__ = [
-    "NOISES", "RULES", "METHODS", "GUMBEL_STD", "Noise", "Settings", "default_settings", "custom_noise", "get_noise", "log_cdf", "sample_noise",
+    "NOISES", "RULES", "METHODS", "GUMBEL_STD", "Noise", "Settings", "default_settings", "custom_noise",
+    "get_noise", "log_cdf", "sample_noise",
     "quadrature", "log_integral", "validate_logits", "perturb_max_log_probs", "perturb_max_probs",
     "perturb_max_log_prob_of", "perturb_max_probs_mc", "sample", "relaxed_sample",
     "straight_through_sample", "two_class_closed_form",
