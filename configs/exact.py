@@ -26,7 +26,7 @@ on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estima
   The Genz value draws run only the value channel (O(n B C)); only the timed fwd+bwd pass is O(n B C^2).
   Measured: 290 s at load ~23 (2026-12-06).
 * ``bench`` -- EXACT (quadrature) forward+backward vs cross-entropy, batch 256 x {10, 100, 1000} classes, with the
-  library default (mode-centred adaptive Gauss-Hermite, K = 12/16/24 for C <= 16/128/more) and the old default
+  library default (mode-centred, scaled and skewed adaptive Gauss-Hermite, K = 10) and the old default
   (Gauss-Hermite K=16 centred at 0); research.special.log_ndtr vs jax's log_ndtr and one exp on the B x C x K
   grid; quadrature vs Genz at equal error. Ratios only, per interleaved round. Measured: 185 s at load ~20 (2026-12-06).
 * ``quick`` -- toy + a reduced breast-cancer search (+ Su's CE ~ 1 - E[p] correlation) + a small estimator table.
