@@ -28,7 +28,7 @@ on the shared Perturb-Max integral of 9085, and the paper's Genz sampling estima
 * ``bench`` -- EXACT (quadrature) forward+backward vs cross-entropy, batch 256 x {10, 100, 1000} classes, with the
   library default (mode-centred, scaled and skewed adaptive Gauss-Hermite, K = 10) and the old default
   (Gauss-Hermite K=16 centred at 0); research.special.log_ndtr vs jax's log_ndtr and one exp on the B x C x K
-  grid; quadrature vs Genz at equal error. Ratios only, per interleaved round. Measured: 185 s at load ~20 (2026-12-06).
+  grid; quadrature vs Genz at equal error. Ratios only, per interleaved round. Measured: 49 s idle; 185 s at load ~20 (2026-12-06).
 * ``quick`` -- toy + a reduced breast-cancer search (+ Su's CE ~ 1 - E[p] correlation) + a small estimator table.
   Measured: 434 s at load ~25 (2026-12-06).
 

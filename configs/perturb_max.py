@@ -29,8 +29,8 @@ Time (2-core CPU, shared) / GPU; "load" is the 1-min load average from other job
   classify       full 60k train, 5 epochs x 5 seeds x 5 arms, seeds vmapped: hours on CPU / ~10 min on a GPU
   classify_cpu   12k-image subset, 5k test images, 3 seeds x 4 arms, 150 steps of 128 (~1.6 epochs), seeds one
                  after the other: ~8 min idle; 3392 s at load ~10-25
-  bench          256 x 1000: 213 s at load ~5-9; 604 s at load ~15-19 (pairwise: 28-120 s per fwd+bwd) / ~1 min GPU
-  bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): 78 s at load ~8, 196 s at load ~15
+  bench          256 x 1000: 97 s idle; 213 s at load ~5-9; 604 s at load ~15-19 (pairwise: 28-120 s per fwd+bwd) / ~1 min GPU
+  bench_cpu      32 x 1000 (ratios vs softmax scale with n, not with the batch): 26 s idle; 78 s at load ~8, 196 s at load ~15
 """
 import ml_collections
 
