@@ -185,6 +185,27 @@ def test_fit_resume_logs_each_step_once(tmp_path, capfd):
   assert strip((tmp_path / "metrics.jsonl").read_text()) == strip(first)
 
 
+def test_rerun_without_checkpoints_replaces_records(tmp_path):
+  """A re-run in a workdir whose checkpoints are gone (a new machine) re-trains from the start: each run's
+  old records are replaced, not repeated; other runs' records stay."""
+  import shutil
+  init, loss_fn, batches = _problem()
+  tx = optax.adam(0.05)
+  kw = dict(num_steps=6, workdir=str(tmp_path), checkpoint_every=3, log_every=1, progress=False)
+  train.fit(loss_fn, train.TrainState.create(params=init(0), tx=tx, rng=0), batches(0), run_name="a", **kw)
+  states = pop.stack_states([train.TrainState.create(params=init(s), tx=tx, rng=s) for s in (1, 2)])
+  fit_pop = lambda: pop.fit_population(loss_fn, states, [batches(1), batches(2)], run_ids=["p1", "p2"],
+                                       name="pop", **kw)
+  fit_pop()
+  first = (tmp_path / "metrics.jsonl").read_text()
+  shutil.rmtree(tmp_path / "checkpoints")
+  train.fit(loss_fn, train.TrainState.create(params=init(0), tx=tx, rng=0), batches(0), run_name="a", **kw)
+  fit_pop()
+  keys = lambda text: sorted((json.loads(x)["run"], json.loads(x)["step"]) for x in text.splitlines())
+  again = (tmp_path / "metrics.jsonl").read_text()
+  assert keys(again) == keys(first) and len(set(keys(again))) == len(keys(again))
+
+
 def test_rerun_of_finished_smoke_changes_no_record_or_plot(tmp_path):
   """Re-running a finished config resumes at its last step: metrics.jsonl and the loss plot stay the same."""
   from tests.helpers import run_experiment

@@ -259,6 +259,8 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
       print(f"[{desc}] resumed from step {start}", file=sys.stderr, flush=True)
       if writer:
         drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, start)
+    elif writer:   # no checkpoint (a new machine, deleted checkpoints): the runs' old records are re-trained
+      drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, int(np.asarray(state.step).max()))
   # a private copy (the step donates it), replicated or FSDP-sharded on a (data, fsdp) mesh
   state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, place_state(state, mesh))
   alive = replicate(alive, mesh)
