@@ -69,7 +69,8 @@ def measure(t, seed: int) -> dict:
   noises, ks = list(t.noises), [int(k) for k in t.ks]
   refs = {nz: np.stack([reference(v, nz) for v in vecs]) for nz in noises}
   x32 = jnp.asarray(vecs, jnp.float32)
-  out = {"defaults": defaults(noises, vecs.shape[1]), "fixed": vecs[0], "ks": ks, "noises": noises, "probs": {}, "fixed_err": {}, "errors": {}, "n2": []}
+  out = {"defaults": defaults(noises, vecs.shape[1]), "fixed": vecs[0], "ks": ks, "noises": noises, "probs": {},
+         "fixed_err": {}, "errors": {}, "n2": [], "default_k_err": {}}
   for nz in noises:
     p = np.asarray(pm.perturb_max_probs(x32[:1], nz))[0]
     out["probs"][nz], out["fixed_err"][nz] = p, float(np.max(np.abs(p - refs[nz][0])))
@@ -81,6 +82,10 @@ def measure(t, seed: int) -> dict:
       for rule in rules_of(nz):
         out["errors"][(nz, rule)] = [float(np.max(np.abs(np.asarray(
             pm.perturb_max_probs(x64, nz, rule, k, closed_form=False)) - refs[nz]))) for k in ks]
+        if rule in ("adaptive", "gauss_legendre"):     # the library's default K for this rule (not on the grid)
+          k_def = pm.default_settings(nz, vecs.shape[1], rule=rule).num_nodes
+          out["default_k_err"][(nz, rule)] = (k_def, float(np.max(np.abs(np.asarray(
+              pm.perturb_max_probs(x64, nz, rule, closed_form=False)) - refs[nz]))))
     deltas = np.linspace(-4, 4, 17)
     x2 = jnp.asarray(np.stack([deltas, np.zeros_like(deltas)], -1))
     for nz, rule, k, tol in N2_CASES:

@@ -63,8 +63,11 @@ def table_rows(m: dict, res: Results) -> None:
     res.rows.append(V.row(
         "smallest K with max |p - p_quad| <= 1e-5 (float64), adaptive / Gauss-Legendre rules",
         "- (issue 20 target for the defaults: 1e-5)",
-        V.measured(None, "over the fixed vector, the random vectors and the all-ties vector; library defaults: "
-                         f"{m['defaults']}; None: not reached by the largest K"),
+        V.measured(None, "over the fixed vector, the random vectors and the all-ties vector (K on the grid "
+                         f"{ks}); library defaults: {m['defaults']}; None: not reached by the largest K; "
+                         "at each rule's default K: " + ", ".join(
+                             f"{nz} {rule} K={k}: {e:.1e}"
+                             for (nz, rule), (k, e) in m.get("default_k_err", {}).items())),
         measured=", ".join(f"{nz} {rule}: {k}" for (nz, rule), k in k_to.items())))
   gh = errs.get(("normal", "gauss_hermite"), [])
   k_gh = next((k for k, e in zip(ks, gh) if e < 1e-12), None)

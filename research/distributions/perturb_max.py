@@ -684,9 +684,10 @@ def log_integral(d, noise: NoiseLike = "normal", num_nodes: int = 8, keep=None, 
   which is exact for a Gaussian-shaped integrand (c = 0) and, with c = G^(3)(t*) s^3 / 3, cancels the cubic term
   of the log-integrand at the mode: the product of many factors has a Gumbel-like skew (steep on the left,
   Gaussian on the right) that the exponential map follows. It keeps K small where the mass sits far from t = 0
-  (a class far behind the winner, a sharp product of many factors). Other noises than the normal: c = 0. ``adaptive=False`` (or a custom noise whose quantile
-  does not trace under jax): the plain rule t* = 0, s = 1. ``keep`` [..., m] drops factors (False -> factor 1).
-  Gradients: plain autodiff through the factors at fixed nodes (the node placement carries no gradient).
+  (a class far behind the winner, a sharp product of many factors). Other noises than the normal: c = 0.
+  ``adaptive=False`` (or a custom noise whose quantile does not trace under jax): the plain rule t* = 0, s = 1.
+  ``keep`` [..., m] drops factors (False -> factor 1). Gradients: plain autodiff through the factors at fixed
+  nodes (the node placement carries no gradient).
   """
   nz = get_noise(noise)
   num_nodes = _check_num_nodes(num_nodes)
