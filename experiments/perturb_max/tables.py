@@ -67,7 +67,7 @@ def table_rows(m: dict, res: Results) -> None:
                          f"{ks}); library defaults: {m['defaults']}; None: not reached by the largest K; "
                          "at each rule's default K: " + ", ".join(
                              f"{nz} {rule} K={k}: {e:.1e}"
-                             for (nz, rule), (k, e) in m.get("default_k_err", {}).items())),
+                             for (nz, rule), (k, e) in m["default_k_err"].items())),
         measured=", ".join(f"{nz} {rule}: {k}" for (nz, rule), k in k_to.items())))
   gh = errs.get(("normal", "gauss_hermite"), [])
   k_gh = next((k for k, e in zip(ks, gh) if e < 1e-12), None)

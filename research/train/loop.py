@@ -179,13 +179,12 @@ def fit(loss_fn: LossFn, state: TrainState, batches: Callable[[int], Any] | Iter
     restored = manager.restore_latest(place_state(state, mesh))   # every process restores its own shards
     if restored is not None:
       state = restored
-      resumed_at = int(np.asarray(jax.device_get(state.step)))
-      print(f"[{desc}] resumed from step {resumed_at}", file=sys.stderr, flush=True)
-      if logger.path:          # records a killed run logged after its last checkpoint are re-trained now
-        drop_records_after(logger.path, [run_name or None], resumed_at)
-    elif logger.path:          # no checkpoint (a new machine, deleted checkpoints): this run's old records are
-      drop_records_after(logger.path, [run_name or None],     # re-trained from the start, so they go
-                         int(np.asarray(jax.device_get(state.step))))
+      print(f"[{desc}] resumed from step {int(np.asarray(jax.device_get(state.step)))}", file=sys.stderr,
+            flush=True)
+    # the records past the step training starts from are re-trained now: those a killed run logged after its
+    # last checkpoint, or all of them when there is no checkpoint (a new machine, deleted checkpoints)
+    if logger.path:
+      drop_records_after(logger.path, [run_name or None], int(np.asarray(jax.device_get(state.step))))
   # A private copy, replicated (or FSDP-sharded on a (data, fsdp) mesh): the jitted step donates its input
   # state, and the caller's arrays stay valid.
   state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, place_state(state, mesh))

@@ -255,11 +255,10 @@ def fit_population(loss_fn: Callable, states: TrainState | Sequence[TrainState],
     if restored is not None:
       state, alive = restored["state"], jnp.asarray(restored["alive"])
       diverged_at = np.asarray(restored["diverged_at"]).copy()
-      start = int(np.asarray(state.step).max())
-      print(f"[{desc}] resumed from step {start}", file=sys.stderr, flush=True)
-      if writer:
-        drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, start)
-    elif writer:   # no checkpoint (a new machine, deleted checkpoints): the runs' old records are re-trained
+      print(f"[{desc}] resumed from step {int(np.asarray(state.step).max())}", file=sys.stderr, flush=True)
+    # the records past the step training starts from are re-trained now: those a killed run logged after its
+    # last checkpoint, or all of them when there is no checkpoint (a new machine, deleted checkpoints)
+    if writer:
       drop_records_after(os.path.join(workdir, "metrics.jsonl"), run_ids, int(np.asarray(state.step).max()))
   # a private copy (the step donates it), replicated or FSDP-sharded on a (data, fsdp) mesh
   state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, place_state(state, mesh))
